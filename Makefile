@@ -1,0 +1,43 @@
+# Two commands on a fresh machine with Python 3.11+ and make: `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test test-heavy lint types demo bench bench-smoke schemas clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check shared handlers emulator function_app.py tests bench
+	$(PY) -m ruff format --check shared handlers emulator function_app.py
+
+types: $(STAMP)
+	$(PY) -m mypy
+
+test: lint types
+	$(PY) -m pytest
+
+test-heavy: $(STAMP)
+	$(PY) -m pytest -m heavy
+
+demo: $(STAMP)
+	$(PY) -m bench.demo
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+bench-smoke: $(STAMP)
+	$(PY) -m bench.run --smoke
+
+schemas: $(STAMP)
+	$(PY) -m shared.contracts > /dev/null
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

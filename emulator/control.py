@@ -1,0 +1,242 @@
+"""The control plane for tests, under ``/_emulator/``: admin identity only.
+
+reset, snapshot, the clock, bulk seeding, the request log, fault rules, the tenant's
+app-management policy, and the secret values issued (for the leak detector).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from emulator.clock import add_iso_duration, iso, parse_iso
+from emulator.errors import PlatformError
+from emulator.identity import GRAPH_AUDIENCES
+from emulator.model import APPLICATION_DEFAULTS, SERVICE_PRINCIPAL_DEFAULTS, complete
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from emulator.platform import Platform
+
+
+def _bad(message: str) -> PlatformError:
+    return PlatformError(400, "BadRequest", message, service="control")
+
+
+class ControlPlane:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/_emulator/reset", self.reset, methods=["POST"]),
+            Route("/_emulator/snapshot", self.snapshot, methods=["GET"]),
+            Route("/_emulator/clock", self.clock, methods=["GET", "PUT"]),
+            Route("/_emulator/clock/advance", self.advance, methods=["POST"]),
+            Route("/_emulator/seed/applications", self.seed_applications, methods=["POST"]),
+            Route("/_emulator/requests", self.requests, methods=["GET", "DELETE"]),
+            Route("/_emulator/faults", self.faults, methods=["GET", "PUT", "POST", "DELETE"]),
+            Route("/_emulator/policy", self.policy, methods=["GET", "PUT"]),
+            Route("/_emulator/secrets", self.secrets, methods=["GET"]),
+        ]
+
+    def _admin(self, request: Request) -> None:
+        principal = self.platform.identity.authenticate(request, GRAPH_AUDIENCES)
+        if principal.app_id != self.platform.seeded.admin.app_id:
+            raise PlatformError(
+                403,
+                "Authorization_RequestDenied",
+                "The control plane is for the admin identity.",
+                service="control",
+            )
+
+    async def _json(self, request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw:
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise _bad("body is not JSON") from None
+        if not isinstance(body, dict):
+            raise _bad("body must be a JSON object")
+        return body
+
+    async def reset(self, request: Request) -> Response:
+        self._admin(request)
+        self.platform.reset()
+        return Response(status_code=204)
+
+    async def snapshot(self, request: Request) -> Response:
+        """The whole tenant and vault as JSON, streamed object by object."""
+        self._admin(request)
+        directory = self.platform.directory
+
+        def dumped(objects: Any, defaults: dict[str, Any] | None) -> Any:
+            first = True
+            for obj in list(objects):
+                yield ("" if first else ",") + json.dumps(complete(defaults, obj) if defaults else obj)
+                first = False
+
+        async def body() -> AsyncIterator[str]:
+            yield json.dumps(
+                {
+                    "clock": iso(self.platform.clock.now()),
+                    "tenantId": self.platform.tenant_id,
+                    "policy": self.platform.policy,
+                }
+            )[:-1]
+            for name, objects, defaults in (
+                ("applications", directory.applications.values(), APPLICATION_DEFAULTS),
+                ("servicePrincipals", directory.service_principals.values(), SERVICE_PRINCIPAL_DEFAULTS),
+                ("oauth2PermissionGrants", directory.oauth2_permission_grants.values(), None),
+                ("appRoleAssignments", directory.app_role_assignments.values(), None),
+                ("users", directory.users.values(), None),
+            ):
+                yield f', "{name}": ['
+                for chunk in dumped(objects, defaults):
+                    yield chunk
+                yield "]"
+            yield ', "owners": ' + json.dumps(directory.owners)
+            yield ', "vault": ' + json.dumps(self.platform.vault.snapshot()) + "}"
+
+        return StreamingResponse(body(), media_type="application/json")
+
+    async def clock(self, request: Request) -> JSONResponse:
+        self._admin(request)
+        if request.method == "PUT":
+            body = await self._json(request)
+            try:
+                self.platform.clock.set(parse_iso(str(body["now"])))
+            except (KeyError, ValueError) as exc:
+                raise _bad(f"expected {{'now': <ISO-8601 time with zone>}}: {exc}") from None
+        return JSONResponse({"now": iso(self.platform.clock.now())})
+
+    async def advance(self, request: Request) -> JSONResponse:
+        self._admin(request)
+        body = await self._json(request)
+        try:
+            now = self.platform.clock.advance(str(body["duration"]))
+        except (KeyError, ValueError) as exc:
+            raise _bad(f"expected {{'duration': <ISO-8601 duration>}}: {exc}") from None
+        return JSONResponse({"now": iso(now)})
+
+    async def seed_applications(self, request: Request) -> JSONResponse:
+        """Create ``count`` applications (and service principals) at once, for scale tests.
+        ``ownedByService`` makes the service identity their owner; ``tags`` tags them;
+        ``passwordEndDateTime`` gives each one password credential ending then."""
+        self._admin(request)
+        body = await self._json(request)
+        count = int(body.get("count", 0))
+        if not 0 < count <= 200_000:
+            raise _bad("count must be 1..200000")
+        prefix = str(body.get("prefix", "seeded"))
+        tags = list(body.get("tags", []))
+        owner = self.platform.seeded.service.service_principal_id if body.get("ownedByService") else None
+        with_sp = bool(body.get("servicePrincipals", False))
+        password_end = body.get("passwordEndDateTime")
+        directory = self.platform.directory
+        now = iso(self.platform.clock.now())
+        start = len(directory.applications)
+        for n in range(count):
+            object_id, app_id = str(uuid.uuid4()), str(uuid.uuid4())
+            app: dict[str, Any] = {
+                "id": object_id,
+                "appId": app_id,
+                "displayName": f"{prefix}-{start + n:06d}",
+                "createdDateTime": now,
+                "signInAudience": "AzureADMyOrg",
+            }
+            if tags:
+                app["tags"] = tags
+            if password_end:
+                app["passwordCredentials"] = [
+                    {
+                        "customKeyIdentifier": None,
+                        "displayName": "seeded",
+                        "endDateTime": password_end,
+                        "hint": "see",
+                        "keyId": str(uuid.uuid4()),
+                        "secretText": None,
+                        "startDateTime": now,
+                    }
+                ]
+            directory.applications[object_id] = app
+            directory.app_by_app_id[app_id] = object_id
+            if owner:
+                directory.add_owner(object_id, owner)
+            if with_sp:
+                sp_id = str(uuid.uuid4())
+                directory.service_principals[sp_id] = {
+                    "id": sp_id,
+                    "appId": app_id,
+                    "displayName": app["displayName"],
+                    "createdDateTime": now,
+                }
+                directory.sp_by_app_id[app_id] = sp_id
+                if owner:
+                    directory.add_owner(sp_id, owner)
+        return JSONResponse({"created": count, "applications": len(directory.applications)}, status_code=201)
+
+    async def requests(self, request: Request) -> Response:
+        self._admin(request)
+        faults = self.platform.faults
+        if request.method == "DELETE":
+            faults.clear_log()
+            return Response(status_code=204)
+        since = int(request.query_params.get("since", "0"))
+        entries = [asdict(e) for e in list(faults.log) if e.seq > since]
+        return JSONResponse({"entries": entries, "counts": dict(faults.counts), "lastSeq": faults.seq})
+
+    async def faults(self, request: Request) -> Response:
+        self._admin(request)
+        faults = self.platform.faults
+        if request.method == "DELETE":
+            faults.configure([])
+            return Response(status_code=204)
+        if request.method in ("PUT", "POST"):
+            body = await self._json(request)
+            try:
+                faults.configure(
+                    list(body.get("rules", [])), seed=body.get("seed"), replace=request.method == "PUT"
+                )
+            except (TypeError, ValueError) as exc:
+                raise _bad(f"invalid fault rule: {exc}") from None
+        return JSONResponse({"seed": faults.seed, "rules": [r.describe() for r in faults.rules]})
+
+    async def policy(self, request: Request) -> JSONResponse:
+        self._admin(request)
+        if request.method == "PUT":
+            body = await self._json(request)
+            unknown = set(body) - {"maxSecretLifetime", "secretsAllowed"}
+            if unknown:
+                raise _bad(f"unknown policy fields {sorted(unknown)}")
+            lifetime = body.get("maxSecretLifetime")
+            if lifetime is not None:
+                try:
+                    add_iso_duration(dt.datetime.now(dt.UTC), str(lifetime))
+                except ValueError as exc:
+                    raise _bad(str(exc)) from None
+            self.platform.policy = {
+                "maxSecretLifetime": lifetime,
+                "secretsAllowed": bool(body.get("secretsAllowed", True)),
+            }
+        return JSONResponse(self.platform.policy)
+
+    async def secrets(self, request: Request) -> JSONResponse:
+        """Every secret value the emulator issued or stored, for the leak detector."""
+        self._admin(request)
+        values = (
+            self.platform.issued_secrets
+            | set(self.platform.directory.secret_values.values())
+            | set(self.platform.vault.issued_values())
+        )
+        return JSONResponse({"values": sorted(values)})

@@ -1,0 +1,107 @@
+"""Error bodies as each emulated service writes them.
+
+Graph: ``{"error": {"code", "message", "innerError": {"date", "request-id", "client-request-id"}}}``.
+Key Vault: ``{"error": {"code", "message"}}``. Identity platform: OAuth2 ``error`` /
+``error_description`` / ``error_codes``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+Service = Literal["graph", "keyvault", "identity", "control"]
+
+
+class PlatformError(Exception):
+    """Raised anywhere in a handler; rendered in the wire format of the service that raised it."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        service: Service = "graph",
+        headers: dict[str, str] | None = None,
+        error_codes: list[int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.service = service
+        self.headers = headers or {}
+        self.error_codes = error_codes or []
+
+
+def service_of(path: str) -> Service:
+    if path.startswith("/v1.0") or path.startswith("/beta"):
+        return "graph"
+    if path.startswith("/secrets") or path.startswith("/deletedsecrets"):
+        return "keyvault"
+    if path.startswith("/_emulator"):
+        return "control"
+    return "identity"
+
+
+def error_body(
+    service: Service,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    client_request_id: str | None = None,
+    error_codes: list[int] | None = None,
+) -> dict[str, Any]:
+    if service == "keyvault":
+        return {"error": {"code": code, "message": message}}
+    if service == "identity":
+        now = dt.datetime.now(dt.UTC)
+        return {
+            "error": code,
+            "error_description": f"{message}\r\nTrace ID: {request_id}\r\nCorrelation ID: "
+            f"{client_request_id or request_id}\r\nTimestamp: {now:%Y-%m-%d %H:%M:%SZ}",
+            "error_codes": error_codes or [],
+            "timestamp": f"{now:%Y-%m-%d %H:%M:%SZ}",
+            "trace_id": request_id,
+            "correlation_id": client_request_id or request_id,
+        }
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                "request-id": request_id,
+                "client-request-id": client_request_id or request_id,
+            },
+        }
+    }
+
+
+def request_id_of(request: Request) -> str:
+    rid = request.scope.get("state", {}).get("request_id")
+    return rid if isinstance(rid, str) else str(uuid.uuid4())
+
+
+def render(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PlatformError)
+    rid = request_id_of(request)
+    body = error_body(
+        exc.service,
+        exc.status,
+        exc.code,
+        exc.message,
+        rid,
+        request.headers.get("client-request-id"),
+        exc.error_codes,
+    )
+    headers = {"request-id": rid, **exc.headers}
+    if exc.service == "keyvault":
+        headers["x-ms-request-id"] = rid
+    return JSONResponse(body, status_code=exc.status, headers=headers)

@@ -1,0 +1,58 @@
+"""The emulated platform's whole state: one tenant, one key vault, one clock, the fault
+engine and the request log. Handlers reach everything through ``Platform``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from emulator.clock import Clock
+from emulator.directory import Directory
+from emulator.faults import FaultEngine
+from emulator.identity import IdentityPlatform
+from emulator.keyvault import Vault
+from emulator.seed import Seeded, new_client_secret, seed
+
+
+class Platform:
+    def __init__(self, base_url: str = "https://127.0.0.1") -> None:
+        self.base_url = base_url
+        self.tenant_id = str(uuid.uuid4())
+        self.clock = Clock()
+        self.faults = FaultEngine()
+        self.identity = IdentityPlatform(self)
+        self._service_secret = new_client_secret()
+        self._admin_secret = new_client_secret()
+        # every secret value ever issued or stored, across resets (the leak detector's list)
+        self.issued_secrets: set[str] = set()
+        self.directory = Directory(self.clock, self.tenant_id)
+        self.seeded: Seeded = seed(self.directory, self._service_secret, self._admin_secret)
+        self.vault = Vault(self.clock)
+        # Tenant app-management policy: {"maxSecretLifetime": "P90D" | None, "secretsAllowed": bool}
+        self.policy: dict[str, Any] = {"maxSecretLifetime": None, "secretsAllowed": True}
+
+    def reset(self) -> None:
+        """Back to the seeded tenant and an empty vault; the identities keep their secrets."""
+        self.issued_secrets |= set(self.directory.secret_values.values()) | set(self.vault.issued_values())
+        self.clock.reset()
+        self.faults.reset()
+        self.directory = Directory(self.clock, self.tenant_id)
+        self.seeded = seed(self.directory, self._service_secret, self._admin_secret)
+        self.vault = Vault(self.clock)
+        self.policy = {"maxSecretLifetime": None, "secretsAllowed": True}
+
+    def settings(self, ca_file: str) -> dict[str, str]:
+        """The app settings the function app needs to run against this emulator, plus the
+        admin identity tests use to inspect the tenant."""
+        return {
+            "AZURE_TENANT_ID": self.tenant_id,
+            "AZURE_CLIENT_ID": self.seeded.service.app_id,
+            "AZURE_CLIENT_SECRET": self.seeded.service.secret,
+            "AZURE_AUTHORITY_HOST": self.base_url,
+            "GRAPH_BASE_URL": f"{self.base_url}/v1.0",
+            "KEY_VAULT_URL": f"{self.base_url}/",
+            "PLATFORM_CA_FILE": ca_file,
+            "EMULATOR_URL": self.base_url,
+            "EMULATOR_ADMIN_CLIENT_ID": self.seeded.admin.app_id,
+            "EMULATOR_ADMIN_CLIENT_SECRET": self.seeded.admin.secret,
+        }

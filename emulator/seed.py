@@ -1,0 +1,233 @@
+"""The seeded tenant: Microsoft's first-party resources the service asks permissions of,
+a few users, the service's own identity (least privilege) and an admin identity for tests.
+
+App role and scope ids of Microsoft Graph are the documented ones
+(learn.microsoft.com/graph/permissions-reference); the service resolves ids by name at run
+time, as it must against a real tenant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from emulator.clock import iso
+from emulator.directory import Directory, Json
+
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+HEALTHCARE_APIS_APP_ID = "4f6778d8-5aef-43dc-a1ff-b073724b9495"
+DICOM_RESOURCE = "https://dicom.healthcareapis.azure.com"
+
+# Microsoft Graph application permissions (app roles): value -> documented id
+GRAPH_APP_ROLES = {
+    "Application.Read.All": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
+    "Application.ReadWrite.All": "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
+    "Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
+    "AppRoleAssignment.ReadWrite.All": "06b708a9-e830-4db3-a914-8e69da51d44f",
+    "DelegatedPermissionGrant.ReadWrite.All": "8e8e4742-1d95-4f68-9d56-6ee75648c72a",
+    "Directory.Read.All": "7ab1d382-f21e-4acd-a863-ba3e13f7da61",
+    "Directory.ReadWrite.All": "19dbc75e-c2e2-444c-a770-ec69d8559fc7",
+    "RoleManagement.ReadWrite.Directory": "9e3f62cf-ca93-4989-b6ce-bf83c28f9fe8",
+    "User.Read.All": "df021288-bdef-4463-88db-98f22de89214",
+    "User.ReadWrite.All": "741f803b-c850-494e-b5df-cde7c675a1ca",
+}
+# Microsoft Graph delegated permissions (scopes): value -> documented id
+GRAPH_SCOPES = {
+    "User.Read": "e1fe6dd8-ba31-4d61-89e7-88639da4683d",
+    "User.Read.All": "a154be20-db9c-4678-8ab7-66f6cc099a59",
+    "openid": "37f7f235-527c-4136-accd-4a02d197296e",
+    "profile": "14dad69e-099b-42c9-810b-d002981feec1",
+    "email": "64a6cdd6-aab1-4aaf-94b8-3cc8405e90d0",
+    "offline_access": "7427e0e9-2fba-42fe-b0c0-848c9e6a8182",
+    "Directory.AccessAsUser.All": "0e263e50-5827-48a4-b97c-d940288653c7",
+}
+
+# The least-privilege set the service runs with (issue 3).
+SERVICE_ROLES = (
+    "Application.ReadWrite.OwnedBy",
+    "AppRoleAssignment.ReadWrite.All",
+    "DelegatedPermissionGrant.ReadWrite.All",
+)
+ADMIN_ROLES = (
+    "Application.ReadWrite.All",
+    "AppRoleAssignment.ReadWrite.All",
+    "DelegatedPermissionGrant.ReadWrite.All",
+    "Directory.Read.All",
+)
+
+_NS = uuid.UUID("6f1c1d0e-6a43-4d0c-9d55-6b0e0e6a7a10")
+
+
+def stable_id(name: str) -> str:
+    """Deterministic ids for seeded objects, so that a reset tenant looks the same."""
+    return str(uuid.uuid5(_NS, name))
+
+
+@dataclass(frozen=True)
+class Identity:
+    app_id: str
+    secret: str
+    object_id: str
+    service_principal_id: str
+
+
+@dataclass(frozen=True)
+class Seeded:
+    service: Identity
+    admin: Identity
+
+
+def _scope(value: str, scope_id: str, description: str) -> Json:
+    return {
+        "adminConsentDescription": description,
+        "adminConsentDisplayName": description,
+        "id": scope_id,
+        "isEnabled": True,
+        "type": "Admin",
+        "userConsentDescription": description,
+        "userConsentDisplayName": description,
+        "value": value,
+    }
+
+
+def _role(value: str, role_id: str) -> Json:
+    return {
+        "allowedMemberTypes": ["Application"],
+        "description": value,
+        "displayName": value,
+        "id": role_id,
+        "isEnabled": True,
+        "origin": "Application",
+        "value": value,
+    }
+
+
+def _resource_sp(
+    directory: Directory, app_id: str, name: str, names: list[str], scopes: list[Json], roles: list[Json]
+) -> Json:
+    sp: Json = {
+        "id": stable_id(f"sp:{app_id}"),
+        "appId": app_id,
+        "displayName": name,
+        "appDisplayName": name,
+        "appOwnerOrganizationId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a",  # Microsoft Services
+        "servicePrincipalNames": [app_id, *names],
+        "oauth2PermissionScopes": scopes,
+        "appRoles": roles,
+        "createdDateTime": iso(directory.clock.now()),
+    }
+    directory.service_principals[sp["id"]] = sp
+    directory.sp_by_app_id[app_id] = sp["id"]
+    return sp
+
+
+def _client(directory: Directory, name: str, secret: str, roles: tuple[str, ...], graph_sp: Json) -> Identity:
+    now = directory.clock.now()
+    app_id, object_id, sp_id = stable_id(f"app:{name}"), stable_id(f"obj:{name}"), stable_id(f"spobj:{name}")
+    key_id = stable_id(f"key:{name}")
+    directory.applications[object_id] = {
+        "id": object_id,
+        "appId": app_id,
+        "displayName": name,
+        "signInAudience": "AzureADMyOrg",
+        "createdDateTime": iso(now),
+        "passwordCredentials": [
+            {
+                "customKeyIdentifier": None,
+                "displayName": "seeded",
+                "endDateTime": iso(now + dt.timedelta(days=365 * 100)),
+                "hint": secret[:3],
+                "keyId": key_id,
+                "secretText": None,
+                "startDateTime": iso(now - dt.timedelta(days=1)),
+            }
+        ],
+    }
+    directory.app_by_app_id[app_id] = object_id
+    directory.secret_values[key_id] = secret
+    directory.service_principals[sp_id] = {
+        "id": sp_id,
+        "appId": app_id,
+        "displayName": name,
+        "appDisplayName": name,
+        "appOwnerOrganizationId": directory.tenant_id,
+        "servicePrincipalNames": [app_id],
+        "signInAudience": "AzureADMyOrg",
+        "createdDateTime": iso(now),
+    }
+    directory.sp_by_app_id[app_id] = sp_id
+    for role in roles:
+        assignment_id = stable_id(f"assignment:{name}:{role}")
+        directory.app_role_assignments[assignment_id] = {
+            "id": assignment_id,
+            "appRoleId": GRAPH_APP_ROLES[role],
+            "createdDateTime": iso(now),
+            "deletedDateTime": None,
+            "principalDisplayName": name,
+            "principalId": sp_id,
+            "principalType": "ServicePrincipal",
+            "resourceDisplayName": graph_sp["displayName"],
+            "resourceId": graph_sp["id"],
+        }
+    return Identity(app_id, secret, object_id, sp_id)
+
+
+def new_client_secret() -> str:
+    """A secret shaped like Entra's: 40 characters."""
+    return secrets.token_urlsafe(30)
+
+
+def seed(directory: Directory, service_secret: str, admin_secret: str) -> Seeded:
+    """Fill an empty directory with the seeded tenant. The two identities' secrets are given,
+    so that a reset tenant keeps the credentials written to settings.env."""
+    graph_sp = _resource_sp(
+        directory,
+        GRAPH_APP_ID,
+        "Microsoft Graph",
+        ["https://graph.microsoft.com", "https://graph.microsoft.com/", "https://canary.graph.microsoft.com"],
+        [_scope(v, i, f"Microsoft Graph delegated permission {v}") for v, i in GRAPH_SCOPES.items()],
+        [_role(v, i) for v, i in GRAPH_APP_ROLES.items()],
+    )
+    _resource_sp(
+        directory,
+        HEALTHCARE_APIS_APP_ID,
+        "Azure Healthcare APIs",
+        ["https://azurehealthcareapis.com"],
+        [
+            _scope(
+                "user_impersonation",
+                stable_id("scope:healthcare:user_impersonation"),
+                "Access Azure Healthcare APIs",
+            )
+        ],
+        [],
+    )
+    _resource_sp(
+        directory,
+        stable_id("app:dicom"),
+        "Azure API for DICOM",
+        [DICOM_RESOURCE],
+        [
+            _scope(
+                "user_impersonation", stable_id("scope:dicom:user_impersonation"), "Access the DICOM service"
+            ),
+            _scope("Dicom.ReadWrite", stable_id("scope:dicom:Dicom.ReadWrite"), "Read and write DICOM data"),
+        ],
+        [],
+    )
+    for given, surname in (("Alice", "Admin"), ("Bob", "Builder"), ("Carol", "Clinician")):
+        user_id = stable_id(f"user:{given}")
+        upn = f"{given.lower()}@contoso.onmicrosoft.com"
+        directory.users[user_id] = {
+            "id": user_id,
+            "displayName": f"{given} {surname}",
+            "givenName": given,
+            "surname": surname,
+            "mail": upn,
+            "userPrincipalName": upn,
+        }
+    service = _client(directory, "entra-app-registration-service", service_secret, SERVICE_ROLES, graph_sp)
+    admin = _client(directory, "emulator-admin", admin_secret, ADMIN_ROLES, graph_sp)
+    return Seeded(service=service, admin=admin)

@@ -1,0 +1,91 @@
+"""Builds the ASGI application and serves it over HTTPS with uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from emulator import graph, keyvault, tls
+from emulator.control import ControlPlane
+from emulator.errors import PlatformError, render, service_of
+from emulator.faults import FaultMiddleware
+from emulator.platform import Platform
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    service = service_of(request.url.path)
+    if service == "graph":
+        error = PlatformError(400, "BadRequest", f"Resource not found for the segment '{request.url.path}'.")
+    else:
+        error = PlatformError(404, "NotFound", "The requested resource was not found.", service=service)
+    return render(request, error)
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    service = service_of(request.url.path)
+    return render(
+        request,
+        PlatformError(
+            405,
+            "Request_BadRequest" if service == "graph" else "BadRequest",
+            f"The HTTP method '{request.method}' is not allowed.",
+            service=service,
+        ),
+    )
+
+
+def build_app(platform: Platform) -> ASGIApp:
+    app = Starlette(
+        routes=[
+            *ControlPlane(platform).routes(),
+            *graph.routes(platform),
+            *keyvault.routes(platform),
+            *platform.identity.routes(),
+        ],
+        exception_handlers={PlatformError: render, 404: _not_found, 405: _method_not_allowed},
+    )
+    app.state.platform = platform
+    return FaultMiddleware(app, platform.faults)
+
+
+def serve(port: int, data_dir: Path) -> None:
+    """Serve until interrupted; write ``ca.pem`` and ``settings.env`` once listening."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    files = tls.generate(data_dir)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    bound_port = sock.getsockname()[1]
+    platform = Platform(base_url=f"https://127.0.0.1:{bound_port}")
+    config = uvicorn.Config(
+        build_app(platform),
+        ssl_certfile=str(files.cert_file),
+        ssl_keyfile=str(files.key_file),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        http="h11",
+        loop="asyncio",
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        sock.listen(config.backlog)
+        settings_file = data_dir / "settings.env"
+        tmp = data_dir / "settings.env.tmp"
+        tmp.write_text("".join(f"{k}={v}\n" for k, v in platform.settings(str(files.ca_file)).items()))
+        os.chmod(tmp, 0o600)
+        tmp.replace(settings_file)  # atomic: a reader sees all of it or nothing
+        await server.serve(sockets=[sock])
+
+    asyncio.run(main())
