@@ -1,8 +1,9 @@
 """Error bodies as each emulated service writes them.
 
 Graph: ``{"error": {"code", "message", "innerError": {"date", "request-id", "client-request-id"}}}``.
-Key Vault: ``{"error": {"code", "message"}}``. Identity platform: OAuth2 ``error`` /
-``error_description`` / ``error_codes``.
+Key Vault: ``{"error": {"code", "message"}}``, plus ``"innererror": {"code"}`` when the
+service names a finer cause (``ObjectIsDeletedButRecoverable``, ``SecretDisabled``).
+Identity platform: OAuth2 ``error`` / ``error_description`` / ``error_codes``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class PlatformError(Exception):
         service: Service = "graph",
         headers: dict[str, str] | None = None,
         error_codes: list[int] | None = None,
+        inner_code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -37,6 +39,7 @@ class PlatformError(Exception):
         self.service = service
         self.headers = headers or {}
         self.error_codes = error_codes or []
+        self.inner_code = inner_code
 
 
 def service_of(path: str) -> Service:
@@ -57,9 +60,13 @@ def error_body(
     request_id: str,
     client_request_id: str | None = None,
     error_codes: list[int] | None = None,
+    inner_code: str | None = None,
 ) -> dict[str, Any]:
     if service == "keyvault":
-        return {"error": {"code": code, "message": message}}
+        error: dict[str, Any] = {"code": code, "message": message}
+        if inner_code:
+            error["innererror"] = {"code": inner_code}
+        return {"error": error}
     if service == "identity":
         now = dt.datetime.now(dt.UTC)
         return {
@@ -100,6 +107,7 @@ def render(request: Request, exc: Exception) -> JSONResponse:
         rid,
         request.headers.get("client-request-id"),
         exc.error_codes,
+        exc.inner_code,
     )
     headers = {"request-id": rid, **exc.headers}
     if exc.service == "keyvault":

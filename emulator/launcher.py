@@ -99,7 +99,8 @@ class AdminClient:
 
     def graph(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A raw Graph call as the admin (for inspection; the service uses msgraph-sdk)."""
-        return self._http.request(method, f"/v1.0{path}", headers=self._auth(), **kwargs)
+        headers = {**kwargs.pop("headers", {}), **self._auth()}
+        return self._http.request(method, f"/v1.0{path}", headers=headers, **kwargs)
 
     def close(self) -> None:
         self._http.close()

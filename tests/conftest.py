@@ -8,9 +8,10 @@ reads them through ``shared.settings`` exactly as in Azure.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import pytest_asyncio
 
 from emulator.launcher import RunningEmulator, start
 
@@ -36,3 +37,12 @@ def emulator(emulator_process: RunningEmulator) -> RunningEmulator:
     """The emulator, reset to the seeded tenant with no faults, an empty vault and the real time."""
     emulator_process.admin.reset()
     return emulator_process
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
+async def _close_platform_clients() -> AsyncIterator[None]:
+    """The service builds its SDK clients once per process; close them when the session ends."""
+    yield
+    from shared.clients import reset_platform_clients
+
+    await reset_platform_clients()

@@ -1,0 +1,8 @@
+"""The composition root: the function app and its blueprints, nothing else."""
+
+import azure.functions as func
+
+from handlers import registration
+
+app = func.FunctionApp()
+app.register_functions(registration.bp)

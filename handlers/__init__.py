@@ -1,0 +1,2 @@
+"""Triggers: each module is one blueprint that turns a trigger into a typed request, calls one
+workflow, and turns the outcome into the reply."""

@@ -1,0 +1,131 @@
+"""The platform clients: one credential, one Graph client and one Key Vault client per
+process (per event loop), built lazily on first use.
+
+Importing this module is cheap: msgraph-sdk (~0.2-0.9 s to import) and the Azure SDKs are
+imported inside ``platform_clients()``, so a cold start that only validates a bad request
+never pays for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.keyvault.secrets.aio import SecretClient
+    from msgraph import GraphServiceClient
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+
+
+@dataclass
+class PlatformClients:
+    credential: AsyncTokenCredential
+    graph: GraphServiceClient
+    vault: SecretClient
+    loop: asyncio.AbstractEventLoop
+
+    async def close(self) -> None:
+        await self.vault.close()
+        await self.credential.close()
+
+
+_clients: PlatformClients | None = None
+
+
+def build_credential(settings: Settings) -> AsyncTokenCredential:
+    """A client secret where one is configured (local runs, the emulator); otherwise the
+    managed identity in Azure, or a developer's Azure CLI login."""
+    kwargs: dict[str, Any] = {}
+    if settings.platform_ca_file:
+        kwargs["connection_verify"] = str(settings.platform_ca_file)
+    if settings.azure_client_secret is not None and settings.azure_client_id:
+        from azure.identity.aio import ClientSecretCredential
+
+        return ClientSecretCredential(
+            settings.azure_tenant_id,
+            settings.azure_client_id,
+            settings.azure_client_secret.get_secret_value(),
+            authority=settings.azure_authority_host,
+            # Instance discovery asks login.microsoftonline.com about the authority: only
+            # meaningful for Microsoft's own clouds.
+            disable_instance_discovery=settings.azure_authority_host.rstrip("/") != PUBLIC_AUTHORITY,
+            **kwargs,
+        )
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id, **kwargs)
+
+
+def build_graph_client(settings: Settings, credential: AsyncTokenCredential) -> GraphServiceClient:
+    import httpx
+    from kiota_authentication_azure.azure_identity_authentication_provider import (
+        AzureIdentityAuthenticationProvider,
+    )
+    from kiota_http.middleware.options import RetryHandlerOption
+    from msgraph import GraphRequestAdapter, GraphServiceClient
+    from msgraph_core import GraphClientFactory
+
+    host = urlparse(settings.graph_base_url).hostname or "graph.microsoft.com"
+    auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host])
+    verify: ssl.SSLContext | bool = True
+    if settings.platform_ca_file:
+        verify = ssl.create_default_context(cafile=str(settings.platform_ca_file))
+    # The gateway owns retries (shared.graph): kiota's RetryHandler would re-send a POST such
+    # as addPassword on a 429/503 and could create a second secret, and it cannot pace writes.
+    no_retry = RetryHandlerOption(max_retries=0, should_retry=False)
+    http = GraphClientFactory.create_with_default_middleware(
+        client=httpx.AsyncClient(
+            verify=verify,
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        ),
+        options={no_retry.get_key(): no_retry},
+    )
+    adapter = GraphRequestAdapter(auth, http)
+    adapter.base_url = settings.graph_base_url.rstrip("/")
+    return GraphServiceClient(request_adapter=adapter)
+
+
+def build_secret_client(settings: Settings, credential: AsyncTokenCredential) -> SecretClient:
+    from azure.keyvault.secrets.aio import SecretClient
+
+    kwargs: dict[str, Any] = {"retry_total": 4, "retry_backoff_factor": 0.5, "retry_backoff_max": 8}
+    if settings.platform_ca_file:
+        kwargs["connection_verify"] = str(settings.platform_ca_file)
+    host = urlparse(settings.key_vault_url).hostname or ""
+    # The challenge's resource must match the vault's host in Azure; the emulator is not
+    # under vault.azure.net, so only there is the check relaxed.
+    kwargs["verify_challenge_resource"] = host not in ("127.0.0.1", "localhost")
+    return SecretClient(settings.key_vault_url, credential, **kwargs)
+
+
+def platform_clients() -> PlatformClients:
+    """The process's clients, rebuilt if the event loop changed (the SDKs bind to one loop)."""
+    global _clients
+    loop = asyncio.get_running_loop()
+    if _clients is None or _clients.loop is not loop:
+        settings = get_settings()
+        credential = build_credential(settings)
+        _clients = PlatformClients(
+            credential=credential,
+            graph=build_graph_client(settings, credential),
+            vault=build_secret_client(settings, credential),
+            loop=loop,
+        )
+    return _clients
+
+
+async def reset_platform_clients() -> None:
+    """Close and forget the clients (tests that change settings between runs)."""
+    global _clients
+    if _clients is not None:
+        clients, _clients = _clients, None
+        await clients.close()

@@ -1,0 +1,136 @@
+"""Pure decisions about an application's client secrets, over plain data.
+
+A credential the service creates carries a marker at the end of its display name,
+``[managed:{origin}]`` (origin: the request id, or ``rotation``), so that the service can
+tell its own credentials from ones people added by hand, even when a crash left one without
+its value in Key Vault. A credential is *stored* when an enabled version of the app's Key
+Vault secret is tagged with its ``keyId``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from shared.graph import PasswordInfo
+from shared.keyvault import StoredVersion
+
+_MARKER = re.compile(r"\[managed:(?P<origin>[^\]]*)\]$")
+ROTATION_ORIGIN = "rotation"
+
+
+def credential_name(description: str, origin: str) -> str:
+    return f"{description} [managed:{origin}]"
+
+
+def origin_of(display_name: str) -> str | None:
+    """The origin of a credential the service created; None for any other credential."""
+    match = _MARKER.search(display_name)
+    return match["origin"] if match else None
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A password credential joined with the Key Vault version that holds its value."""
+
+    info: PasswordInfo
+    origin: str | None
+    stored: StoredVersion | None
+
+    @property
+    def key_id(self) -> str:
+        return self.info.key_id
+
+    @property
+    def managed(self) -> bool:
+        return self.origin is not None
+
+    def valid_at(self, now: dt.datetime) -> bool:
+        return self.info.start <= now < self.info.end
+
+
+def join(passwords: Iterable[PasswordInfo], versions: Iterable[StoredVersion]) -> list[Credential]:
+    enabled = {v.key_id: v for v in versions if v.enabled and v.key_id}
+    return [Credential(p, origin_of(p.display_name), enabled.get(p.key_id)) for p in passwords]
+
+
+def dangling_versions(
+    passwords: Iterable[PasswordInfo], versions: Iterable[StoredVersion]
+) -> list[StoredVersion]:
+    """Enabled versions whose credential no longer exists on the app: their value opens nothing."""
+    key_ids = {p.key_id for p in passwords}
+    return [v for v in versions if v.enabled and v.key_id not in key_ids]
+
+
+@dataclass(frozen=True)
+class SecretPlan:
+    """What a registration does about the app's secret before (maybe) issuing a new one."""
+
+    reuse: Credential | None
+    remove: tuple[str, ...]
+
+
+def plan_registration_secret(
+    passwords: Sequence[PasswordInfo],
+    versions: Sequence[StoredVersion],
+    latest: StoredVersion | None,
+    *,
+    request_id: str,
+    redelivered: bool,
+    now: dt.datetime,
+    safety_age: dt.timedelta,
+) -> SecretPlan:
+    """Reuse the credential the unversioned Key Vault secret resolves to if it is the
+    service's, exists and is valid now; otherwise a new one is issued. Credentials the service
+    created whose value is in no enabled version are removed (never anyone else's): when older
+    than ``safety_age``, or when they come from an earlier delivery of this very request (a
+    crash between addPassword and the Key Vault write). A concurrent copy's credential, younger
+    and not from a redelivery, is left to that copy."""
+    credentials = join(passwords, versions)
+    remove = tuple(
+        c.key_id
+        for c in credentials
+        if c.managed
+        and c.stored is None
+        and (now - c.info.start >= safety_age or (redelivered and c.origin == request_id))
+    )
+    reuse = None
+    if latest is not None and latest.enabled:
+        reuse = next(
+            (c for c in credentials if c.key_id == latest.key_id and c.managed and c.valid_at(now)),
+            None,
+        )
+    return SecretPlan(reuse=reuse, remove=remove)
+
+
+@dataclass(frozen=True)
+class Settle:
+    """After a new credential is stored: which one the app keeps, and what goes."""
+
+    keep: str
+    remove: tuple[str, ...]
+    disable: tuple[StoredVersion, ...]
+
+
+def settle_duplicates(
+    passwords: Sequence[PasswordInfo],
+    versions: Sequence[StoredVersion],
+    latest: StoredVersion | None,
+    *,
+    mine: str,
+    request_id: str,
+) -> Settle:
+    """Two copies of one request processed at once each issue and store a credential; the
+    one the unversioned secret resolves to wins, and every other stored credential of the same
+    request goes (with its version), so one stored active secret remains. Versions whose
+    credential is gone are disabled too."""
+    credentials = join(passwords, versions)
+    by_key = {c.key_id: c for c in credentials}
+    winner = latest.key_id if latest is not None and latest.key_id in by_key else mine
+    losers = [
+        c for c in credentials if c.origin == request_id and c.key_id != winner and c.stored is not None
+    ]
+    disable = [c.stored for c in losers if c.stored is not None] + dangling_versions(passwords, versions)
+    return Settle(keep=winner, remove=tuple(c.key_id for c in losers), disable=tuple(disable))

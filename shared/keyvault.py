@@ -1,0 +1,180 @@
+"""Key Vault gateway: the only place secret values are written, and how they are found again.
+
+Each managed application has one Key Vault secret (``app-{uniqueName}``); every client
+secret the service creates for it is a new *version* of that secret, tagged with the
+credential's ``keyId``, so that readers of the unversioned id always get the newest and the
+service can prove which credentials have their value stored. Retries are azure-core's
+(429/5xx and dropped connections, with backoff); errors are mapped to shared.errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from shared.errors import NotFound, PermanentError, PermissionDenied, TransientError
+from shared.secrets import SecretValue
+
+if TYPE_CHECKING:
+    from azure.keyvault.secrets import SecretProperties
+    from azure.keyvault.secrets.aio import SecretClient
+
+T = TypeVar("T")
+CONTENT_TYPE = "application/vnd.ms-entra.client-secret"
+
+
+def secret_name(unique_name: str) -> str:
+    """The Key Vault secret of an application (uniqueName is already a valid secret name)."""
+    return f"app-{unique_name}"
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    id: str
+    version: str
+    key_id: str | None
+    enabled: bool
+    expires_on: dt.datetime | None
+    created_on: dt.datetime | None
+    tags: Mapping[str, str]
+
+
+def _inner_code(error: Exception) -> str | None:
+    """Key Vault's specific error code, nested under ``innererror`` (e.g. SecretDisabled,
+    ObjectIsDeletedButRecoverable); the outer code is only the HTTP class (Forbidden, Conflict)."""
+    inner = getattr(getattr(error, "error", None), "innererror", None)
+    code = inner.get("code") if isinstance(inner, dict) else None
+    return str(code) if code else None
+
+
+def _version(properties: SecretProperties) -> StoredVersion:
+    tags = dict(properties.tags or {})
+    return StoredVersion(
+        id=str(properties.id),
+        version=str(properties.version),
+        key_id=tags.get("keyId"),
+        enabled=bool(properties.enabled),
+        expires_on=properties.expires_on,
+        created_on=properties.created_on,
+        tags=tags,
+    )
+
+
+class KeyVaultGateway:
+    def __init__(self, client: SecretClient) -> None:
+        self.client = client
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ResourceExistsError,
+            ResourceNotFoundError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+
+        try:
+            return await call()
+        except ResourceNotFoundError:
+            raise NotFound("SecretNotFound", f"{what}: not found") from None
+        except ResourceExistsError as error:
+            raise PermanentError(_inner_code(error) or "Conflict", f"{what}: {error.message}") from None
+        except ClientAuthenticationError as error:
+            raise TransientError("TokenUnavailable", f"{what}: {error.message}") from None
+        except (ServiceRequestError, ServiceResponseError) as error:
+            raise TransientError("KeyVaultUnreachable", f"{what}: {type(error).__name__}") from None
+        except HttpResponseError as error:
+            status = error.status_code or 0
+            code = _inner_code(error) or str(getattr(error.error, "code", None) or status)
+            detail = f"{what}: Key Vault answered {status} {code}"
+            if status == 429 or status >= 500:
+                raise TransientError("KeyVaultUnavailable", detail) from None
+            if status == 403:
+                raise PermissionDenied(code, detail) from None
+            raise PermanentError(code, detail) from None
+
+    async def versions(self, name: str) -> list[StoredVersion]:
+        """Every version of the secret (properties and tags, never values); [] if none."""
+
+        async def collect() -> list[StoredVersion]:
+            return [_version(p) async for p in self.client.list_properties_of_secret_versions(name)]
+
+        try:
+            return await self._call(f"list versions of {name}", collect)
+        except NotFound:
+            return []
+
+    async def latest_versions(self, prefix: str = "") -> AsyncIterator[tuple[str, StoredVersion]]:
+        """(name, current version's properties and tags) of every secret whose name starts with
+        ``prefix``, page by page: one listing instead of one request per secret."""
+        pages = self.client.list_properties_of_secrets().by_page()
+        while True:
+            try:
+                page = await self._call("list secrets", lambda: anext(pages))
+            except StopAsyncIteration:
+                return
+            async for properties in page:
+                if properties.name and properties.name.startswith(prefix):
+                    yield properties.name, _version(properties)
+
+    async def latest(self, name: str) -> StoredVersion | None:
+        """The version readers of the unversioned id get, or None if there is none (or it is
+        disabled, which makes the unversioned id unreadable)."""
+        try:
+            secret = await self._call(f"read {name}", lambda: self.client.get_secret(name))
+        except NotFound:
+            return None
+        except PermissionDenied as error:
+            if error.code == "SecretDisabled":
+                return None
+            raise
+        return _version(secret.properties)
+
+    async def store(
+        self,
+        name: str,
+        value: SecretValue,
+        *,
+        tags: Mapping[str, str],
+        not_before: dt.datetime,
+        expires_on: dt.datetime,
+    ) -> StoredVersion:
+        """A new version of ``name`` holding ``value``. A soft-deleted name is recovered first
+        (409 ObjectIsDeletedButRecoverable), so the secret's history is kept."""
+
+        async def set_secret() -> StoredVersion:
+            secret = await self.client.set_secret(
+                name,
+                value.reveal(),
+                tags=dict(tags),
+                content_type=CONTENT_TYPE,
+                not_before=not_before,
+                expires_on=expires_on,
+            )
+            return _version(secret.properties)
+
+        try:
+            return await self._call(f"store a version of {name}", set_secret)
+        except PermanentError as error:
+            if error.code != "ObjectIsDeletedButRecoverable":
+                raise
+        await self.recover(name)
+        return await self._call(f"store a version of {name}", set_secret)
+
+    async def recover(self, name: str) -> None:
+        # The async client's recover waits for the recovery to complete before returning.
+        await self._call(f"recover {name}", lambda: self.client.recover_deleted_secret(name))
+
+    async def disable(self, name: str, version: str) -> None:
+        await self._call(
+            f"disable {name}/{version}",
+            lambda: self.client.update_secret_properties(name, version, enabled=False),
+        )
+
+    async def read(self, name: str, version: str | None = None) -> SecretValue:
+        """The stored value (for proving it authenticates; the service never logs it)."""
+        secret = await self._call(f"read {name}", lambda: self.client.get_secret(name, version))
+        return SecretValue(secret.value or "")

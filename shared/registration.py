@@ -1,0 +1,417 @@
+"""The registration workflows: register (create or converge), decommission.
+
+One request's whole flow reads top to bottom here. Every step is idempotent, so a
+redelivered message, or two copies of one processed at once, converge on one application,
+one service principal, one set of grants and one stored secret:
+
+1. resolve each API's service principal and its scope/role ids by name (reads only: a
+   request naming an unknown API or permission is rejected before anything is written);
+2. upsert the application by ``uniqueName`` (Graph's upsert, never a blind create);
+3. in parallel: (a) upsert its service principal, then converge admin consent;
+   (b) the secret: reuse the stored one, or addPassword then store the value in Key Vault
+   (removing the credential again if the Key Vault write fails), then settle duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shared import credentials as creds
+from shared.contracts import (
+    ConsentResult,
+    DecommissionRequest,
+    FieldError,
+    RegisterRequest,
+    RegistrationReply,
+    RemovedResources,
+    ReplyApplication,
+    ReplyCredential,
+    RequestedSecret,
+    check_policy,
+    is_microsoft_graph,
+    requested_secret,
+    resolve_api,
+)
+from shared.contracts import graph_permission_allowed as allowed_on_graph
+from shared.durations import parse_duration
+from shared.errors import NotFound, PermanentError, PermissionDenied, PolicyViolation
+from shared.graph import AppRecord, DesiredApplication, GraphGateway, ResourceAccess, ResourceApi
+from shared.keyvault import KeyVaultGateway, StoredVersion, secret_name
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where this attempt stands in Service Bus's at-least-once delivery."""
+
+    message_id: str
+    delivery_count: int = 1
+
+    @property
+    def redelivered(self) -> bool:
+        return self.delivery_count > 1
+
+
+@dataclass(frozen=True)
+class ResolvedPermission:
+    api: str
+    resource: ResourceApi
+    delegated: tuple[str, ...]
+    application: tuple[str, ...]
+
+    @property
+    def scope_ids(self) -> tuple[str, ...]:
+        return tuple(self.resource.scopes[name] for name in self.delegated)
+
+    @property
+    def role_ids(self) -> tuple[str, ...]:
+        return tuple(self.resource.roles[name] for name in self.application)
+
+
+@dataclass
+class Workflow:
+    settings: Settings
+    graph: GraphGateway
+    vault: KeyVaultGateway
+    service_principal_id: str | None = None  # the service identity's own SP (for rotation listing)
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    # -- register -------------------------------------------------------------------------
+
+    async def register(self, request: RegisterRequest, delivery: Delivery) -> RegistrationReply:
+        problems = check_policy(request, self.settings, self.now())
+        if problems:
+            return _rejected(request.request_id, problems)
+        permissions, problems = await self._resolve(request)
+        if problems:
+            return _rejected(request.request_id, problems)
+
+        unique_name = request.unique_name
+        app, created = await self._upsert_application(request, permissions)
+        secret = requested_secret(request, self.settings, self.now())
+        consent_task = self._service_principal_and_consent(
+            app, permissions, request.grant_admin_consent, created
+        )
+        if secret is None:
+            sp_id, consent = await consent_task
+            credential = None
+        else:
+            (sp_id, consent), credential = await asyncio.gather(
+                consent_task, self._ensure_secret(app, created, request, secret, delivery)
+            )
+        log.info(
+            "registration.succeeded",
+            extra={"requestId": request.request_id, "uniqueName": unique_name, "appId": app.app_id},
+        )
+        return RegistrationReply(
+            request_id=request.request_id,
+            status="succeeded",
+            application=ReplyApplication(
+                unique_name=unique_name,
+                display_name=request.application.display_name,
+                client_id=app.app_id,
+                object_id=app.object_id,
+                service_principal_id=sp_id,
+                tenant_id=self.settings.azure_tenant_id,
+            ),
+            credential=credential,
+            consent=consent,
+        )
+
+    async def _resolve(self, request: RegisterRequest) -> tuple[list[ResolvedPermission], list[FieldError]]:
+        """Each API's service principal, looked up concurrently; unknown names are errors."""
+        references = [resolve_api(p.api, self.settings) or p.api for p in request.api_permissions]
+        resources = await asyncio.gather(*(self.graph.find_resource(ref) for ref in references))
+        resolved: list[ResolvedPermission] = []
+        errors: list[FieldError] = []
+        for i, (permission, resource) in enumerate(zip(request.api_permissions, resources, strict=True)):
+            if resource is None:
+                errors.append(
+                    FieldError(
+                        field=f"apiPermissions[{i}].api",
+                        code="api_not_found",
+                        message="No service principal for this API exists in the tenant.",
+                    )
+                )
+                continue
+            graph = is_microsoft_graph(resource.app_id)
+            for kind, names, known in (
+                ("delegated", permission.delegated, resource.scopes),
+                ("application", permission.application, resource.roles),
+            ):
+                for j, name in enumerate(names):
+                    if name not in known:
+                        errors.append(
+                            FieldError(
+                                field=f"apiPermissions[{i}].{kind}[{j}]",
+                                code="permission_not_found",
+                                message=f"The API has no {'scope' if kind == 'delegated' else 'app role'} "
+                                "of this name.",
+                            )
+                        )
+                    elif graph and not allowed_on_graph(name, self.settings):
+                        errors.append(
+                            FieldError(
+                                field=f"apiPermissions[{i}].{kind}[{j}]",
+                                code="permission_not_allowed",
+                                message="This Microsoft Graph permission is not on the service's allow-list.",
+                            )
+                        )
+            resolved.append(
+                ResolvedPermission(
+                    permission.api, resource, tuple(permission.delegated), tuple(permission.application)
+                )
+            )
+        return resolved, errors
+
+    async def _upsert_application(
+        self, request: RegisterRequest, permissions: Sequence[ResolvedPermission]
+    ) -> tuple[AppRecord, bool]:
+        application = request.application
+        uris = application.redirect_uris
+        secret = requested_secret(request, self.settings, self.now())
+        tags = [self.settings.service_tag, f"request:{request.request_id}"]
+        if secret is not None:
+            tags.append(f"credential-lifetime:{_lifetime(secret)}")
+        desired = DesiredApplication(
+            display_name=application.display_name,
+            tags=tuple(tags),
+            notes=application.notes,
+            web_redirect_uris=tuple(uris.web),
+            public_client_redirect_uris=tuple(uris.public_client),
+            spa_redirect_uris=tuple(uris.spa),
+            is_fallback_public_client=application.client_type == "public",
+            required_resource_access=_required_access(permissions),
+        )
+        try:
+            return await self.graph.upsert_application(request.unique_name, desired)
+        except PermissionDenied:
+            raise PermissionDenied(
+                "not_managed",
+                "An application with this uniqueName exists and is not owned by this service, "
+                "or the service lacks Application.ReadWrite.OwnedBy.",
+                field="application.uniqueName",
+            ) from None
+
+    async def _service_principal_and_consent(
+        self, app: AppRecord, permissions: Sequence[ResolvedPermission], consent: bool, created: bool
+    ) -> tuple[str, list[ConsentResult]]:
+        sp_id = await self.graph.upsert_service_principal(app.app_id)
+        if not consent:
+            return sp_id, []
+        await asyncio.gather(
+            self._converge_delegated(sp_id, permissions, fresh=created),
+            self._converge_application(sp_id, permissions, fresh=created),
+        )
+        return sp_id, [
+            ConsentResult(api=p.api, delegated=list(p.delegated), application=list(p.application))
+            for p in permissions
+        ]
+
+    async def _converge_delegated(
+        self, sp_id: str, permissions: Sequence[ResolvedPermission], *, fresh: bool
+    ) -> None:
+        """One AllPrincipals grant per resource whose scope is exactly what the request asks."""
+        existing = {} if fresh else {g.resource_id: g for g in await self.graph.grants_of(sp_id)}
+        wanted = {p.resource.service_principal_id: p.delegated for p in permissions if p.delegated}
+        steps = []
+        for resource_id, scopes in wanted.items():
+            grant = existing.get(resource_id)
+            if grant is None:
+                steps.append(self.graph.create_grant(sp_id, resource_id, scopes))
+            elif set(grant.scope.split()) != set(scopes):
+                steps.append(self.graph.update_grant(grant.id, scopes))
+        steps += [self.graph.delete_grant(g.id) for rid, g in existing.items() if rid not in wanted]
+        await asyncio.gather(*steps)
+
+    async def _converge_application(
+        self, sp_id: str, permissions: Sequence[ResolvedPermission], *, fresh: bool
+    ) -> None:
+        existing = [] if fresh else await self.graph.role_assignments_of(sp_id)
+        wanted = {(p.resource.service_principal_id, role_id) for p in permissions for role_id in p.role_ids}
+        have = {(a.resource_id, a.app_role_id): a for a in existing}
+        steps = [self.graph.assign_role(sp_id, rid, role) for rid, role in wanted - have.keys()]
+        steps += [
+            self.graph.delete_role_assignment(sp_id, a.id) for key, a in have.items() if key not in wanted
+        ]
+        await asyncio.gather(*steps)
+
+    # -- the secret -----------------------------------------------------------------------
+
+    async def _ensure_secret(
+        self,
+        app: AppRecord,
+        created: bool,
+        request: RegisterRequest,
+        secret: RequestedSecret,
+        delivery: Delivery,
+    ) -> ReplyCredential:
+        name = secret_name(request.unique_name)
+        if not created:
+            versions, latest = await asyncio.gather(self.vault.versions(name), self.vault.latest(name))
+            plan = creds.plan_registration_secret(
+                app.passwords,
+                versions,
+                latest,
+                request_id=request.request_id,
+                redelivered=delivery.redelivered,
+                now=self.now(),
+                safety_age=self.settings.rotation_safety_age.total_lower_bound(),
+            )
+            await asyncio.gather(*(self.graph.remove_password(app.object_id, k) for k in plan.remove))
+            if plan.reuse is not None and plan.reuse.stored is not None:
+                return _reply_credential(plan.reuse.info, plan.reuse.stored)
+        return await self.issue_secret(
+            app,
+            unique_name=request.unique_name,
+            origin=request.request_id,
+            description=secret.description,
+            start=secret.start,
+            end=secret.end,
+            lifetime=_lifetime(secret),
+        )
+
+    async def issue_secret(
+        self,
+        app: AppRecord,
+        *,
+        unique_name: str,
+        origin: str,
+        description: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        lifetime: str,
+    ) -> ReplyCredential:
+        """addPassword, then store the value as a new version of the app's Key Vault secret.
+        If the Key Vault write fails the credential is removed before the error propagates,
+        so no credential outlives its only copy of the value."""
+        name = secret_name(unique_name)
+        try:
+            new = await self.graph.add_password(
+                app.object_id, creds.credential_name(description, origin), start, end
+            )
+        except PolicyViolation as error:
+            raise PolicyViolation(error.code, error.message, field="credential") from None
+        tags = {
+            "keyId": new.info.key_id,
+            "appId": app.app_id,
+            "uniqueName": unique_name,
+            "origin": origin,
+            "lifetime": lifetime,
+            "managedBy": self.settings.service_tag.split(":", 1)[-1],
+        }
+        try:
+            stored = await self.vault.store(name, new.secret, tags=tags, not_before=start, expires_on=end)
+        except BaseException:
+            await self.graph.remove_password(app.object_id, new.info.key_id)
+            raise
+        # Settle duplicates from a concurrent copy of this request (see credentials.settle_duplicates).
+        current, versions, latest = await asyncio.gather(
+            self.graph.get_application(app.object_id), self.vault.versions(name), self.vault.latest(name)
+        )
+        settle = creds.settle_duplicates(
+            current.passwords, versions, latest, mine=new.info.key_id, request_id=origin
+        )
+        await asyncio.gather(
+            *(self.graph.remove_password(app.object_id, k) for k in settle.remove),
+            *(self.vault.disable(name, v.version) for v in settle.disable),
+        )
+        if settle.keep == new.info.key_id:
+            return _reply_credential(new.info, stored)
+        kept = next(p for p in current.passwords if p.key_id == settle.keep)
+        kept_version = next(v for v in versions if v.key_id == settle.keep and v.enabled)
+        return _reply_credential(kept, kept_version)
+
+    # -- decommission ---------------------------------------------------------------------
+
+    async def decommission(self, request: DecommissionRequest, delivery: Delivery) -> RegistrationReply:
+        unique_name = request.application.unique_name
+        app = await self.graph.get_application_by_unique_name(unique_name)
+        if app is not None and self.settings.service_tag not in app.tags:
+            return _rejected(
+                request.request_id,
+                [
+                    FieldError(
+                        field="application.uniqueName",
+                        code="not_managed",
+                        message="This application was not registered by this service; it is left untouched.",
+                    )
+                ],
+            )
+        sp_removed = False
+        app_removed = False
+        if app is not None:
+            sp_removed = await self.graph.delete_service_principal_of(app.app_id)
+            app_removed = await self.graph.delete_application(app.object_id)
+        # Disable the stored values after the app is gone: the credentials they open no longer
+        # exist, and a redelivery (app already gone) still finds the secret by name.
+        name = secret_name(unique_name)
+        enabled = [v for v in await self.vault.versions(name) if v.enabled]
+        await asyncio.gather(*(self.vault.disable(name, v.version) for v in enabled))
+        return RegistrationReply(
+            request_id=request.request_id,
+            status="succeeded",
+            application=ReplyApplication(
+                unique_name=unique_name,
+                display_name=app.display_name if app else None,
+                client_id=app.app_id if app else "",
+                object_id=app.object_id if app else "",
+                tenant_id=self.settings.azure_tenant_id,
+            )
+            if app
+            else None,
+            removed=RemovedResources(
+                application=app_removed,
+                service_principal=sp_removed,
+                key_vault_secret_versions_disabled=len(enabled),
+            ),
+        )
+
+
+def _rejected(request_id: str, errors: list[FieldError]) -> RegistrationReply:
+    return RegistrationReply(request_id=request_id, status="rejected", errors=errors)
+
+
+def rejection_for(request_id: str | None, error: PermanentError) -> RegistrationReply:
+    """A permanent platform error as a rejected reply naming the field it concerns."""
+    return RegistrationReply(
+        request_id=request_id,
+        status="rejected",
+        errors=[FieldError(field=error.field or "request", code=error.code, message=error.message)],
+    )
+
+
+def _lifetime(secret: RequestedSecret) -> str:
+    """The secret's lifetime as an ISO duration, recorded so that rotation issues the same."""
+    for months in (3, 6, 12, 24):  # the portal's choices, in calendar months
+        if parse_duration(f"P{months}M").add_to(secret.start) == secret.end:
+            return f"P{months}M"
+    return f"P{max((secret.end - secret.start).days, 1)}D"
+
+
+def _required_access(permissions: Sequence[ResolvedPermission]) -> tuple[ResourceAccess, ...]:
+    return tuple(
+        ResourceAccess(resource_app_id=p.resource.app_id, scope_ids=p.scope_ids, role_ids=p.role_ids)
+        for p in permissions
+    )
+
+
+def _reply_credential(info: creds.PasswordInfo, stored: StoredVersion) -> ReplyCredential:
+    return ReplyCredential(
+        key_id=info.key_id,
+        hint=info.hint,
+        start_date_time=info.start,
+        end_date_time=info.end,
+        key_vault_secret_id=stored.id,
+    )
+
+
+__all__ = ["Delivery", "NotFound", "Workflow", "rejection_for"]

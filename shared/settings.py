@@ -1,0 +1,253 @@
+"""The service's settings: one typed object, read from the environment once.
+
+In Azure the environment is the function app's application settings; locally it is
+`local.settings.json`'s `Values`. Each attribute is the lower-case spelling of its
+environment variable (`KEY_VAULT_URL` -> `settings.key_vault_url`). Empty variables
+count as unset, so a blank `PLATFORM_CA_FILE` means "trust the system CAs".
+
+The queue names are also read by the Functions host itself through `%NAME%` binding
+expressions, which have no defaults: a trigger's queue must be set as an app setting.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.durations import Duration, parse_duration
+
+__all__ = [
+    "AZURE_HEALTHCARE_APIS_APP_ID",
+    "BUILTIN_API_CATALOG",
+    "MICROSOFT_GRAPH_APP_ID",
+    "Settings",
+    "get_settings",
+]
+
+MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+AZURE_HEALTHCARE_APIS_APP_ID = "4f6778d8-5aef-43dc-a1ff-b073724b9495"
+
+BUILTIN_API_CATALOG: Mapping[str, str] = MappingProxyType(
+    {
+        "microsoft-graph": MICROSOFT_GRAPH_APP_ID,
+        "azure-healthcare-apis": AZURE_HEALTHCARE_APIS_APP_ID,
+        "dicom": "https://dicom.healthcareapis.azure.com",
+    }
+)
+
+DEFAULT_GRAPH_PERMISSION_ALLOWLIST = "User.Read,openid,profile,email,offline_access,User.Read.All"
+
+# Key Vault keeps old versions readable by consumers that cache them for up to 24 h.
+MINIMUM_GRACE_PERIOD = timedelta(hours=24)
+
+CATALOG_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+GUID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+# A resource's identifier URI as Entra stores it; no quote (it goes into OData filter
+# literals), whitespace, fragment or query.
+IDENTIFIER_URI_PATTERN = "^(?:https|api)://[^\\s\"'#?\\x00-\\x1f\\x7f-\\x9f]+$"
+IDENTIFIER_URI_MAX_LENGTH = 256
+
+_TENANT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253}[A-Za-z0-9])?")
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+_NCRONTAB_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+")
+_PERMISSION_NAME = re.compile(r"[A-Za-z0-9._-]{1,120}")
+_TAG = re.compile(r"[^\s\"'\x00-\x1f\x7f]{1,256}")
+
+
+def _duration(default: str, env: str, description: str) -> Any:
+    return Field(default=parse_duration(default), alias=env, description=description)
+
+
+class Settings(BaseSettings):
+    """Every setting the service reads, validated when the process first needs them."""
+
+    # hide_input_in_errors: a validation error must not print AZURE_CLIENT_SECRET.
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", env_ignore_empty=True, frozen=True, hide_input_in_errors=True
+    )
+
+    azure_tenant_id: str = Field(alias="AZURE_TENANT_ID", description="The Entra tenant id (GUID or domain).")
+    azure_client_id: str | None = Field(
+        default=None,
+        alias="AZURE_CLIENT_ID",
+        description="Client id of the service identity: a user-assigned managed identity in Azure, "
+        "or the app used locally and with the emulator.",
+    )
+    azure_client_secret: SecretStr | None = Field(
+        default=None,
+        alias="AZURE_CLIENT_SECRET",
+        description="Only for local runs and the emulator; in Azure a managed identity is used.",
+    )
+    azure_authority_host: str = Field(
+        default="https://login.microsoftonline.com", alias="AZURE_AUTHORITY_HOST"
+    )
+    graph_base_url: str = Field(default="https://graph.microsoft.com/v1.0", alias="GRAPH_BASE_URL")
+    key_vault_url: str = Field(alias="KEY_VAULT_URL", description="e.g. https://myvault.vault.azure.net/")
+    platform_ca_file: Path | None = Field(
+        default=None,
+        alias="PLATFORM_CA_FILE",
+        description="PEM CA bundle trusted for Graph, the token endpoint and Key Vault (the emulator's CA); "
+        "unset means the system default.",
+    )
+
+    registration_queue: str = Field(default="app-registration-requests", alias="REGISTRATION_QUEUE")
+    results_queue: str = Field(default="app-registration-results", alias="RESULTS_QUEUE")
+    rotation_queue: str = Field(default="app-credential-rotation", alias="ROTATION_QUEUE")
+    events_queue: str = Field(default="app-credential-events", alias="EVENTS_QUEUE")
+    max_delivery_count: int = Field(
+        default=10,
+        ge=1,
+        alias="MAX_DELIVERY_COUNT",
+        description="Must equal the queue's maxDeliveryCount: on that delivery a transient failure "
+        "replies `failed` instead of raising.",
+    )
+
+    max_secret_lifetime: Duration = _duration(
+        "P24M", "MAX_SECRET_LIFETIME", "Longest secret a request may ask for."
+    )
+    default_secret_lifetime: Duration = _duration(
+        "P6M", "DEFAULT_SECRET_LIFETIME", "Lifetime of a secret when the request names none."
+    )
+    api_catalog: Annotated[Mapping[str, str], NoDecode] = Field(
+        default_factory=lambda: dict(BUILTIN_API_CATALOG),
+        alias="API_CATALOG",
+        description="JSON object of extra catalog names -> resource appId or identifier URI, "
+        "merged over the built-ins.",
+    )
+    graph_permission_allowlist: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(DEFAULT_GRAPH_PERMISSION_ALLOWLIST.split(",")),
+        alias="GRAPH_PERMISSION_ALLOWLIST",
+        description="Comma-separated Microsoft Graph permissions (scopes or app roles) a request may ask for.",
+    )
+
+    rotation_schedule: str = Field(default="0 0 3 * * *", alias="ROTATION_SCHEDULE")
+    rotation_window: Duration = _duration(
+        "P30D", "ROTATION_WINDOW", "A secret expiring within this window is rotated."
+    )
+    rotation_grace_period: Duration = _duration(
+        "PT48H", "ROTATION_GRACE_PERIOD", "How long the old secret stays valid after rotation (>= 24 h)."
+    )
+    rotation_safety_age: Duration = _duration(
+        "PT1H", "ROTATION_SAFETY_AGE", "Credentials younger than this are never removed as unstored."
+    )
+    rotation_dry_run: bool = Field(default=False, alias="ROTATION_DRY_RUN")
+    service_tag: str = Field(
+        default="managed-by:entra-app-registration-service",
+        alias="SERVICE_TAG",
+        description="The tag put on every application the service manages.",
+    )
+
+    @field_validator("azure_tenant_id")
+    @classmethod
+    def _tenant(cls, value: str) -> str:
+        if not _TENANT.fullmatch(value):
+            raise ValueError("must be a tenant id (GUID) or a domain name")
+        return value
+
+    @field_validator("azure_authority_host", "graph_base_url", "key_vault_url")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        # Plain http only on loopback, as the Azure SDKs allow it (the emulator).
+        lowered = value.lower()
+        loopback = any(lowered.startswith(f"http://{host}") for host in _LOOPBACK_HOSTS)
+        if not (lowered.startswith("https://") or loopback) or any(c.isspace() for c in value):
+            raise ValueError("must be an https:// URL (http:// only for localhost)")
+        return value
+
+    @field_validator("azure_authority_host", "graph_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("registration_queue", "results_queue", "rotation_queue", "events_queue")
+    @classmethod
+    def _queue(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,259}", value):
+            raise ValueError("must be a Service Bus queue name")
+        return value
+
+    @field_validator("api_catalog", mode="before")
+    @classmethod
+    def _catalog(cls, value: object) -> Mapping[str, str]:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError("must be a JSON object of catalog name -> appId or identifier URI") from None
+        if not isinstance(value, Mapping):
+            raise ValueError("must be a JSON object of catalog name -> appId or identifier URI")
+        for name, resource in value.items():
+            if not isinstance(name, str) or not re.fullmatch(CATALOG_NAME_PATTERN, name):
+                raise ValueError("catalog names are lower-case letters, digits and '-'")
+            if not isinstance(resource, str) or not is_resource_reference(resource):
+                raise ValueError(f"catalog entry {name!r} must be a GUID appId or an identifier URI")
+        return {**BUILTIN_API_CATALOG, **value}
+
+    @field_validator("graph_permission_allowlist", mode="before")
+    @classmethod
+    def _allowlist(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = frozenset(name.strip() for name in value.split(",") if name.strip())
+        if isinstance(value, frozenset | set | list | tuple):
+            for name in value:
+                if not isinstance(name, str) or not _PERMISSION_NAME.fullmatch(name):
+                    raise ValueError("permission names are letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("rotation_schedule")
+    @classmethod
+    def _ncrontab(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 6 or not all(_NCRONTAB_FIELD.fullmatch(field) for field in fields):
+            raise ValueError("must be an NCRONTAB expression with six fields, e.g. '0 0 3 * * *'")
+        return value
+
+    @field_validator("service_tag")
+    @classmethod
+    def _tag(cls, value: str) -> str:
+        # The tag goes into an OData filter literal: no quotes, no whitespace.
+        if not _TAG.fullmatch(value):
+            raise ValueError("must be 1-256 characters without whitespace or quotes")
+        return value
+
+    @field_validator("max_secret_lifetime", "default_secret_lifetime", "rotation_window")
+    @classmethod
+    def _positive(cls, value: Duration) -> Duration:
+        if not value:
+            raise ValueError("must be longer than zero")
+        return value
+
+    @field_validator("rotation_grace_period")
+    @classmethod
+    def _grace(cls, value: Duration) -> Duration:
+        if value.total_lower_bound() < MINIMUM_GRACE_PERIOD:
+            raise ValueError("must be at least 24 hours (PT24H): consumers may cache a secret that long")
+        return value
+
+    @model_validator(mode="after")
+    def _default_within_maximum(self) -> Settings:
+        if not self.default_secret_lifetime.never_exceeds(self.max_secret_lifetime):
+            raise ValueError("DEFAULT_SECRET_LIFETIME must not exceed MAX_SECRET_LIFETIME")
+        return self
+
+
+def is_resource_reference(value: str) -> bool:
+    """A resource appId (GUID) or identifier URI, the two forms a catalog entry or request may use."""
+    if re.fullmatch(GUID_PATTERN, value):
+        return True
+    return len(value) <= IDENTIFIER_URI_MAX_LENGTH and re.fullmatch(IDENTIFIER_URI_PATTERN, value) is not None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read on first use (tests call `get_settings.cache_clear()`)."""
+    return Settings()

@@ -1,0 +1,60 @@
+"""The official SDK clients, pointed at the emulator exactly as the service points them at Azure."""
+
+from __future__ import annotations
+
+import ssl
+
+import httpx
+from azure.identity.aio import ClientSecretCredential
+from azure.keyvault.secrets.aio import SecretClient
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph_core import GraphClientFactory
+
+
+def credential(
+    settings: dict[str, str], client_id: str | None = None, secret: str | None = None
+) -> ClientSecretCredential:
+    """azure-identity's async ClientSecretCredential against the emulator's authority
+    (default: the service identity)."""
+    return ClientSecretCredential(
+        settings["AZURE_TENANT_ID"],
+        client_id or settings["AZURE_CLIENT_ID"],
+        secret or settings["AZURE_CLIENT_SECRET"],
+        authority=settings["AZURE_AUTHORITY_HOST"],
+        connection_verify=settings["PLATFORM_CA_FILE"],
+        disable_instance_discovery=True,
+    )
+
+
+def admin_credential(settings: dict[str, str]) -> ClientSecretCredential:
+    return credential(
+        settings, settings["EMULATOR_ADMIN_CLIENT_ID"], settings["EMULATOR_ADMIN_CLIENT_SECRET"]
+    )
+
+
+def graph_client(settings: dict[str, str], cred: ClientSecretCredential) -> GraphServiceClient:
+    """msgraph-sdk's GraphServiceClient with the default middleware, its base URL at the emulator."""
+    auth = AzureIdentityAuthenticationProvider(
+        cred, scopes=["https://graph.microsoft.com/.default"], allowed_hosts=["127.0.0.1"]
+    )
+    http = GraphClientFactory.create_with_default_middleware(
+        client=httpx.AsyncClient(
+            verify=ssl.create_default_context(cafile=settings["PLATFORM_CA_FILE"]), timeout=60
+        )
+    )
+    adapter = GraphRequestAdapter(auth, http)
+    adapter.base_url = settings["GRAPH_BASE_URL"]
+    return GraphServiceClient(request_adapter=adapter)
+
+
+def secret_client(settings: dict[str, str], cred: ClientSecretCredential) -> SecretClient:
+    """azure-keyvault-secrets' async SecretClient against the emulated vault."""
+    return SecretClient(
+        settings["KEY_VAULT_URL"],
+        cred,
+        verify_challenge_resource=False,
+        connection_verify=settings["PLATFORM_CA_FILE"],
+    )
