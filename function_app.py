@@ -2,7 +2,8 @@
 
 import azure.functions as func
 
-from handlers import registration
+from handlers import registration, rotation
 
 app = func.FunctionApp()
 app.register_functions(registration.bp)
+app.register_functions(rotation.bp)

@@ -335,7 +335,13 @@ class FaultMiddleware:
                         status_holder["status"] = message["status"]
 
                 await self.app(scope, receive, swallow)
-                if not _drop_connection(send):
+                if _drop_connection(send):
+                    # Let uvicorn see the connection lost, then close the ASGI cycle (the
+                    # answer goes nowhere), so it does not report an app without a response.
+                    await asyncio.sleep(0)
+                    await send({"type": "http.response.start", "status": 500, "headers": []})
+                    await send({"type": "http.response.body", "body": b""})
+                else:
                     # No transport to abort: start an answer and break it off, which the
                     # client sees as a connection dropped mid-response.
                     await send(

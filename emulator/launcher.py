@@ -110,8 +110,8 @@ class AdminClient:
 class RunningEmulator:
     process: subprocess.Popen[bytes]
     data_dir: Path
-    settings: dict[str, str]
-    admin: AdminClient = field(init=False)
+    settings: dict[str, str] = field(repr=False)  # holds client secrets: kept out of test reports
+    admin: AdminClient = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.admin = AdminClient(self.settings)

@@ -347,6 +347,7 @@ def _api_reference(value: str) -> str:
 ApiReference = Annotated[
     str,
     StringConstraints(min_length=1, max_length=IDENTIFIER_URI_MAX_LENGTH),
+    AfterValidator(_no_control_characters),  # the URI pattern lets invisible formatting characters through
     AfterValidator(_api_reference),
     Field(
         description="The resource API: a catalog name such as `azure-healthcare-apis`, `dicom` or "
@@ -629,7 +630,8 @@ class RemovedResources(_Outbound):
     )
     service_principal: bool = Field(description="The service principal was deleted.")
     key_vault_secret_versions_disabled: NonNegativeInt = Field(
-        description="Versions of the application's Key Vault secret that were disabled."
+        description="Versions of the application's Key Vault secret, all of which are now disabled "
+        "(a redelivered decommission reports the same number)."
     )
 
 

@@ -20,6 +20,9 @@ class ServiceError(Exception):
         self.code = code
         self.message = message
         self.field = field
+        # Set when an earlier attempt of the same call lost its response: that attempt may
+        # have taken effect (e.g. a 404 on a retried DELETE means our first attempt deleted it).
+        self.after_lost_response = False
 
 
 class PermanentError(ServiceError):

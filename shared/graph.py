@@ -31,6 +31,7 @@ from shared.errors import (
     PermissionDenied,
     PolicyViolation,
     ReplicationPending,
+    ServiceError,
     TransientError,
 )
 from shared.secrets import SecretValue
@@ -260,6 +261,7 @@ class GraphGateway:
         """Run one Graph call with the retries its kind allows (see module docstring)."""
         replication_tries = 0
         attempt = 0
+        lost_response = False
         while True:
             if write:
                 await self.pacer.acquire()
@@ -274,6 +276,7 @@ class GraphGateway:
                                 "LostResponse", f"{what}: the connection dropped before Graph answered"
                             ) from None
                         attempt += 1
+                        lost_response = True
                         if attempt >= self.retry.attempts:
                             raise TransientError(
                                 "GraphUnreachable", f"{what}: {type(error).__name__}"
@@ -300,7 +303,10 @@ class GraphGateway:
                         raise classify(status, code, message, what, dependent) from None
                     await asyncio.sleep(self.retry.backoff(replication_tries))
                     continue
-                raise classify(status, code, message, what, dependent) from None
+                failure = classify(status, code, message, what, dependent)
+                if isinstance(failure, ServiceError):
+                    failure.after_lost_response = lost_response
+                raise failure from None
 
     # -- resources -------------------------------------------------------------------------
 
@@ -444,8 +450,8 @@ class GraphGateway:
         builder = self.client.applications.by_application_id(object_id)
         try:
             await self._call(f"delete application {object_id}", builder.delete, write=True)
-        except NotFound:
-            return False
+        except NotFound as gone:
+            return gone.after_lost_response  # our earlier attempt deleted it
         return True
 
     async def owned_applications(
@@ -576,8 +582,8 @@ class GraphGateway:
         builder = self.client.service_principals_with_app_id(app_id)
         try:
             await self._call(f"delete service principal {app_id}", builder.delete, write=True)
-        except NotFound:
-            return False
+        except NotFound as gone:
+            return gone.after_lost_response  # our earlier attempt deleted it
         return True
 
     async def grants_of(self, client_sp_id: str) -> list[Grant]:

@@ -168,10 +168,12 @@ class KeyVaultGateway:
         # The async client's recover waits for the recovery to complete before returning.
         await self._call(f"recover {name}", lambda: self.client.recover_deleted_secret(name))
 
-    async def disable(self, name: str, version: str) -> None:
+    async def disable(self, name: str, version: str, tags: Mapping[str, str] | None = None) -> None:
+        """Disable one version (its value can no longer be read); ``tags`` replace its tags."""
+        new_tags = None if tags is None else dict(tags)  # None: the tags are left as they are
         await self._call(
             f"disable {name}/{version}",
-            lambda: self.client.update_secret_properties(name, version, enabled=False),
+            lambda: self.client.update_secret_properties(name, version, enabled=False, tags=new_tags),
         )
 
     async def read(self, name: str, version: str | None = None) -> SecretValue:

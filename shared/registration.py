@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from shared import credentials as creds
@@ -326,9 +326,11 @@ class Workflow:
         )
         if settle.keep == new.info.key_id:
             return _reply_credential(new.info, stored)
+        # Another copy's credential won, so it is the one the unversioned secret resolves to:
+        # ``latest`` itself. The listing, read concurrently, may predate that copy's store.
+        assert latest is not None and latest.key_id == settle.keep  # by settle_duplicates
         kept = next(p for p in current.passwords if p.key_id == settle.keep)
-        kept_version = next(v for v in versions if v.key_id == settle.keep and v.enabled)
-        return _reply_credential(kept, kept_version)
+        return _reply_credential(kept, latest)
 
     # -- decommission ---------------------------------------------------------------------
 
@@ -346,34 +348,67 @@ class Workflow:
                     )
                 ],
             )
-        sp_removed = False
-        app_removed = False
-        if app is not None:
-            sp_removed = await self.graph.delete_service_principal_of(app.app_id)
-            app_removed = await self.graph.delete_application(app.object_id)
-        # Disable the stored values after the app is gone: the credentials they open no longer
-        # exist, and a redelivery (app already gone) still finds the secret by name.
         name = secret_name(unique_name)
-        enabled = [v for v in await self.vault.versions(name) if v.enabled]
-        await asyncio.gather(*(self.vault.disable(name, v.version) for v in enabled))
-        return RegistrationReply(
-            request_id=request.request_id,
-            status="succeeded",
-            application=ReplyApplication(
-                unique_name=unique_name,
-                display_name=app.display_name if app else None,
-                client_id=app.app_id if app else "",
-                object_id=app.object_id if app else "",
-                tenant_id=self.settings.azure_tenant_id,
+        versions = await self.vault.versions(name)
+        request_id = request.request_id
+        if app is None:
+            # Gone: deleted by an earlier delivery of this request if that one left its record
+            # on the stored versions (below), else there was nothing to remove.
+            record = next((v.tags for v in versions if v.tags.get("decommissionedBy") == request_id), None)
+            removed = record is not None
+            application = None
+            if record is not None:
+                application = ReplyApplication(
+                    unique_name=unique_name,
+                    display_name=record.get("displayName"),
+                    client_id=record.get("appId", ""),
+                    object_id=record.get("objectId", ""),
+                    tenant_id=self.settings.azure_tenant_id,
+                )
+            await asyncio.gather(*(self.vault.disable(name, v.version) for v in versions if v.enabled))
+            return _decommissioned(request_id, application, removed, removed, len(versions))
+        # Disable the stored values first, recording this request on them, so that a redelivery
+        # after the deletion still knows what this request removed.
+        await asyncio.gather(
+            *(
+                self.vault.disable(name, v.version, _decommission_record(v.tags, request_id, app))
+                for v in versions
+                if v.enabled or v.tags.get("decommissionedBy") != request_id
             )
-            if app
-            else None,
-            removed=RemovedResources(
-                application=app_removed,
-                service_principal=sp_removed,
-                key_vault_secret_versions_disabled=len(enabled),
-            ),
         )
+        sp_removed = await self.graph.delete_service_principal_of(app.app_id)
+        app_removed = await self.graph.delete_application(app.object_id)
+        application = ReplyApplication(
+            unique_name=unique_name,
+            display_name=app.display_name,
+            client_id=app.app_id,
+            object_id=app.object_id,
+            tenant_id=self.settings.azure_tenant_id,
+        )
+        return _decommissioned(request_id, application, app_removed, sp_removed, len(versions))
+
+
+def _decommission_record(tags: Mapping[str, str], request_id: str, app: AppRecord) -> dict[str, str]:
+    """A stored version's tags plus what a redelivered decommission needs to answer alike."""
+    return {
+        **tags,
+        "decommissionedBy": request_id,
+        "objectId": app.object_id,
+        "displayName": app.display_name,
+    }
+
+
+def _decommissioned(
+    request_id: str, application: ReplyApplication | None, app_removed: bool, sp_removed: bool, versions: int
+) -> RegistrationReply:
+    return RegistrationReply(
+        request_id=request_id,
+        status="succeeded",
+        application=application,
+        removed=RemovedResources(
+            application=app_removed, service_principal=sp_removed, key_vault_secret_versions_disabled=versions
+        ),
+    )
 
 
 def _rejected(request_id: str, errors: list[FieldError]) -> RegistrationReply:

@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 
 from emulator.launcher import RunningEmulator, start
+from tests.leaks import LeakDetector, known_secrets
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +47,38 @@ async def _close_platform_clients() -> AsyncIterator[None]:
     from shared.clients import reset_platform_clients
 
     await reset_platform_clients()
+
+
+# ---------------------------------------------------------------- the secret-leak detector
+
+_CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    # The call's report (its exception and traceback) is what the leak detector reads at teardown.
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_REPORT] = report
+    return report
+
+
+@pytest.fixture(autouse=True)
+def leak_detector(request: pytest.FixtureRequest) -> Iterator[LeakDetector]:
+    """Fails a test that used the emulator if a secret value appears in a log record, an
+    exception, a function output or a dead-letter reason (see tests/leaks.py)."""
+    used_emulator = "emulator_process" in request.fixturenames
+    running = request.getfixturevalue("emulator_process") if used_emulator else None
+    detector = LeakDetector()
+    detector.start()
+    try:
+        yield detector
+    finally:
+        detector.stop()
+    if running is None:
+        return
+    report = request.node.stash.get(_CALL_REPORT, None)
+    extra = [("the test's failure report", str(report.longrepr))] if report and report.longrepr else []
+    leaks = detector.check(known_secrets(running.admin.issued_secrets(), running.settings), extra)
+    if leaks:
+        pytest.fail("secret leak: " + "; ".join(sorted({str(leak) for leak in leaks})), pytrace=False)

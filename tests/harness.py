@@ -1,16 +1,28 @@
 """Drives the real function entry points (built from ``function_app.app``) with real
-``azure.functions`` message objects, as the Functions host would."""
+``azure.functions`` message objects, as the Functions host would.
+
+Everything the functions send out is kept, in order, for the leak detector (tests/leaks.py):
+``outputs`` (every value set on an output binding: replies, rotation messages, events),
+``failures`` (every exception a function raised, with its traceback) and ``dead_letters``
+(the reason of every message ``settle`` dead-lettered).
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+import traceback
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
 from azure.functions.servicebus import ServiceBusMessage
+
+outputs: list[str] = []
+failures: list[str] = []
+dead_letters: list[str] = []
 
 
 class Output(func.Out[str]):
@@ -21,6 +33,7 @@ class Output(func.Out[str]):
 
     def set(self, val: str) -> None:
         self.value = val
+        outputs.append(val if isinstance(val, str) else json.dumps(val, default=str))
 
     def get(self) -> str:
         assert self.value is not None, "the function set no output"
@@ -53,9 +66,13 @@ async def register(
 ) -> dict[str, Any]:
     """One delivery of a registration message; the reply as JSON (raises what the function raises)."""
     reply = Output()
-    await functions()["register_application"](
-        message(body, message_id=message_id, delivery_count=delivery_count), reply
-    )
+    try:
+        await functions()["register_application"](
+            message(body, message_id=message_id, delivery_count=delivery_count), reply
+        )
+    except BaseException as error:
+        failures.append("".join(traceback.format_exception(error)))
+        raise
     result: dict[str, Any] = json.loads(reply.get())
     return result
 
@@ -72,4 +89,34 @@ async def deliver_until_settled(
         except Exception:  # the host abandons the message on any exception
             if count == max_deliveries:
                 raise
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How Service Bus settled one message: completed with a reply, or dead-lettered."""
+
+    message_id: str
+    deliveries: int
+    reply: dict[str, Any] | None = None
+    dead_letter_reason: str | None = None
+
+
+async def settle(
+    body: dict[str, Any] | bytes | str, *, message_id: str | None = None, max_deliveries: int = 10
+) -> Settled:
+    """Deliver like Service Bus with ``maxDeliveryCount`` = ``max_deliveries``: an exception
+    abandons the message and it comes back (same message id, delivery count + 1); after the
+    last delivery raises, the message is dead-lettered instead of raising here."""
+    message_id = message_id or str(uuid.uuid4())
+    for count in range(1, max_deliveries + 1):
+        try:
+            reply = await register(body, message_id=message_id, delivery_count=count)
+        except Exception as error:  # the host abandons the message on any exception
+            if count == max_deliveries:
+                reason = f"MaxDeliveryCountExceeded: {type(error).__name__}: {error}"
+                dead_letters.append(reason)
+                return Settled(message_id, count, dead_letter_reason=reason)
+            continue
+        return Settled(message_id, count, reply=reply)
     raise AssertionError("unreachable")

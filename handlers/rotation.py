@@ -1,0 +1,54 @@
+"""Credential rotation: a daily sweep that fans out, and one message per application.
+
+``rotation_scheduler`` (timer) decides which managed applications need work and sends one
+message each to the rotation queue; it does no per-application work, so a tenant of any size
+fits in one invocation and one application's trouble cannot stop the others.
+``rotate_application`` (rotation queue) converges one application. Both emit their actions and
+problems as events on the events queue. The decisions are in shared.rotation.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.registration import Delivery
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+
+@bp.function_name("rotation_scheduler")
+@bp.timer_trigger(schedule="%ROTATION_SCHEDULE%", arg_name="timer", run_on_startup=False)
+@bp.service_bus_queue_output(
+    arg_name="rotations", queue_name="%ROTATION_QUEUE%", connection="ServiceBusConnection"
+)
+@bp.service_bus_queue_output(
+    arg_name="events", queue_name="%EVENTS_QUEUE%", connection="ServiceBusConnection"
+)
+async def rotation_scheduler(
+    timer: func.TimerRequest, rotations: func.Out[list[str]], events: func.Out[list[str]]
+) -> None:
+    from shared import rotation, runtime
+
+    if timer.past_due:
+        log.info("rotation.past_due")
+    sweep = await rotation.schedule(runtime.workflow())
+    rotations.set(sweep.messages)
+    events.set(sweep.events)
+
+
+@bp.function_name("rotate_application")
+@bp.service_bus_queue_trigger(
+    arg_name="message", queue_name="%ROTATION_QUEUE%", connection="ServiceBusConnection"
+)
+@bp.service_bus_queue_output(
+    arg_name="events", queue_name="%EVENTS_QUEUE%", connection="ServiceBusConnection"
+)
+async def rotate_application(message: func.ServiceBusMessage, events: func.Out[list[str]]) -> None:
+    from shared import rotation, runtime
+
+    delivery = Delivery(message_id=message.message_id or "", delivery_count=message.delivery_count or 1)
+    emitted = await rotation.rotate_message(runtime.workflow(), message.get_body(), delivery)
+    events.set([e.model_dump_json(by_alias=True) for e in emitted])
