@@ -28,7 +28,7 @@ test-heavy: $(STAMP)
 	$(PY) -m pytest -m heavy
 
 demo: $(STAMP)
-	$(PY) -m bench.demo
+	$(PY) -m samples.demo
 
 bench: $(STAMP)
 	$(PY) -m bench.run

@@ -1,0 +1,182 @@
+"""``make demo``: the service's main job, offline, on the emulator.
+
+Starts the emulator, sends each request in samples/ through the real registration function
+(a real Service Bus message object, the real entry point from function_app), prints each
+reply and proves the secret stored in Key Vault authenticates; then advances the emulator's
+clock past the rotation window, runs the rotation scheduler and the rotation function as the
+host would, shows the new credential and Key Vault version, and after the grace period the
+retirement of the old one. Secret values are never printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
+
+from emulator.launcher import RunningEmulator, running
+
+SAMPLES = Path(__file__).resolve().parent
+
+
+class Output(func.Out[Any]):
+    """What a function sets on an output binding, i.e. what the host would send."""
+
+    def __init__(self) -> None:
+        self.value: Any = None
+
+    def set(self, val: Any) -> None:
+        self.value = val
+
+    def get(self) -> Any:
+        return self.value
+
+
+def message(body: bytes | str) -> ServiceBusMessage:
+    return ServiceBusMessage(
+        body=body.encode() if isinstance(body, str) else body,
+        message_id=str(uuid.uuid4()),
+        delivery_count=1,
+        content_type="application/json",
+        application_properties={},
+        user_properties={},
+    )
+
+
+def functions() -> dict[str, Any]:
+    from function_app import app
+
+    return {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
+
+
+async def authenticates(settings: dict[str, str], client_id: str, secret_name: str, version: str | None) -> bool:
+    """Read the stored secret as the service does and get a token with it, as a consumer would."""
+    from azure.identity.aio import ClientSecretCredential
+
+    from shared import runtime
+
+    value = await runtime.workflow().vault.read(secret_name, version)
+    credential = ClientSecretCredential(
+        settings["AZURE_TENANT_ID"],
+        client_id,
+        value.reveal(),
+        authority=settings["AZURE_AUTHORITY_HOST"],
+        connection_verify=settings["PLATFORM_CA_FILE"],
+        disable_instance_discovery=True,
+    )
+    try:
+        return bool((await credential.get_token("https://graph.microsoft.com/.default")).token)
+    finally:
+        await credential.close()
+
+
+def show_credential(label: str, credential: dict[str, Any]) -> None:
+    print(f"    {label}: keyId {credential['keyId']}  hint {credential['hint']}…  expires {credential['endDateTime']}")
+
+
+async def register_samples(emulator: RunningEmulator, fns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    replies = {}
+    for path in sorted(SAMPLES.glob("*.json")):
+        reply_binding = Output()
+        await fns["register_application"](message(path.read_bytes()), reply_binding)
+        reply = json.loads(reply_binding.get())
+        replies[path.stem] = reply
+        print(f"\n== {path.name}: {reply['status']}")
+        if reply["status"] != "succeeded":
+            print(f"    errors: {reply['errors']}")
+            continue
+        app = reply["application"]
+        print(f"    uniqueName   {app['uniqueName']}")
+        print(f"    client id    {app['clientId']}")
+        print(f"    tenant id    {app['tenantId']}")
+        for consent in reply["consent"]:
+            print(f"    consent      {consent['api']}: {consent['delegated'] + consent['application']}")
+        credential = reply["credential"]
+        if credential is None:
+            print("    secret       none (a public client holds no secret)")
+            continue
+        print(f"    Key Vault    {credential['keyVaultSecretId']}")
+        print(f"    expires      {credential['endDateTime']}")
+        name, version = credential["keyVaultSecretId"].split("/secrets/", 1)[1].split("/")
+        ok = await authenticates(emulator.settings, app["clientId"], name, version)
+        print(f"    the stored secret authenticates: {'yes' if ok else 'NO'}")
+    return replies
+
+
+async def sweep(fns: dict[str, Any]) -> list[dict[str, Any]]:
+    """One day of rotation as the host runs it: the timer, then each message it queued."""
+    rotations, events = Output(), Output()
+    await fns["rotation_scheduler"](TimerRequest(past_due=False), rotations, events)
+    emitted = [json.loads(e) for e in events.get() or []]
+    for body in rotations.get() or []:
+        rotate_events = Output()
+        await fns["rotate_application"](message(body), rotate_events)
+        emitted += [json.loads(e) for e in rotate_events.get() or []]
+    return emitted
+
+
+async def rotate_demo(emulator: RunningEmulator, fns: dict[str, Any], reply: dict[str, Any]) -> None:
+    app = reply["application"]
+    old = reply["credential"]
+    end = dt.datetime.fromisoformat(old["endDateTime"].replace("Z", "+00:00"))
+    print(f"\n== rotation of {app['uniqueName']}")
+    show_credential("current  ", old)
+    moment = end - dt.timedelta(days=20)
+    emulator.admin.set_clock(moment.isoformat())
+    print(f"    clock set to {moment:%Y-%m-%d}, 20 days before it expires (window: 30 days)")
+    for e in await sweep(fns):
+        print(f"    event: {e['action']:<8} {e['app']['uniqueName']} keyId {e.get('keyId')}  ({e['reason']})")
+    name = f"app-{app['uniqueName']}"
+    snapshot = emulator.admin.snapshot()
+    [stored_app] = [a for a in snapshot["applications"] if a.get("uniqueName") == app["uniqueName"]]
+    [secret] = [s for s in snapshot["vault"]["secrets"] if s["name"] == name]
+    for password in stored_app["passwordCredentials"]:
+        marker = "new" if password["keyId"] != old["keyId"] else "old"
+        print(f"    {marker} credential keyId {password['keyId']}  expires {password['endDateTime']}")
+    print(f"    Key Vault: {name} now resolves to version {secret['latest']} ({len(secret['versions'])} versions)")
+    ok = await authenticates(emulator.settings, app["clientId"], name, None)
+    print(f"    the unversioned secret authenticates: {'yes' if ok else 'NO'}; the old one stays valid for the grace period")
+    emulator.admin.advance("PT49H")
+    print("    clock advanced 49 hours, past the 48-hour grace period")
+    for e in await sweep(fns):
+        print(f"    event: {e['action']:<8} {e['app']['uniqueName']} keyId {e.get('keyId')}  ({e['reason']})")
+    snapshot = emulator.admin.snapshot()
+    [stored_app] = [a for a in snapshot["applications"] if a.get("uniqueName") == app["uniqueName"]]
+    print(f"    credentials left: {[p['keyId'] for p in stored_app['passwordCredentials']]}")
+    ok = await authenticates(emulator.settings, app["clientId"], name, None)
+    print(f"    the unversioned secret authenticates: {'yes' if ok else 'NO'}")
+
+
+async def main(emulator: RunningEmulator) -> None:
+    from shared.clients import reset_platform_clients
+
+    fns = functions()
+    try:
+        print(f"Emulator at {emulator.settings['EMULATOR_URL']} (tenant {emulator.settings['AZURE_TENANT_ID']})")
+        replies = await register_samples(emulator, fns)
+        service = replies.get("service-client")
+        if service and service["status"] == "succeeded":
+            await rotate_demo(emulator, fns, service)
+    finally:
+        await reset_platform_clients()
+
+
+def run() -> None:
+    with tempfile.TemporaryDirectory(prefix="demo-emulator-") as data_dir, running(Path(data_dir)) as emulator:
+        os.environ.update(emulator.settings)
+        os.environ.setdefault("ROTATION_SCHEDULE", "0 0 3 * * *")
+        asyncio.run(main(emulator))
+    print("\nEmulator stopped.")
+
+
+if __name__ == "__main__":
+    run()
