@@ -132,5 +132,12 @@ def settle_duplicates(
     losers = [
         c for c in credentials if c.origin == request_id and c.key_id != winner and c.stored is not None
     ]
-    disable = [c.stored for c in losers if c.stored is not None] + dangling_versions(passwords, versions)
+    # Never our own fresh version, nor the one readers resolve: Graph may not list a credential
+    # added a moment ago, which would make its version look dangling.
+    dangling = [
+        v
+        for v in dangling_versions(passwords, versions)
+        if v.key_id != mine and (latest is None or v.version != latest.version)
+    ]
+    disable = [c.stored for c in losers if c.stored is not None] + dangling
     return Settle(keep=winner, remove=tuple(c.key_id for c in losers), disable=tuple(disable))
