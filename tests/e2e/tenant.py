@@ -7,10 +7,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from azure.identity.aio import ClientSecretCredential
-from azure.keyvault.secrets.aio import SecretClient
-
 from emulator.launcher import RunningEmulator
+from tests.emulator.clients import credential, secret_client
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
@@ -76,17 +74,6 @@ class Tenant:
         return next((v for v in secret["versions"] if v["version"] == latest), None)
 
 
-def credential_for(settings: dict[str, str], client_id: str, secret: str) -> ClientSecretCredential:
-    return ClientSecretCredential(
-        settings["AZURE_TENANT_ID"],
-        client_id,
-        secret,
-        authority=settings["AZURE_AUTHORITY_HOST"],
-        connection_verify=settings["PLATFORM_CA_FILE"],
-        disable_instance_discovery=True,
-    )
-
-
 async def stored_secret_authenticates(
     settings: dict[str, str],
     client_id: str,
@@ -95,13 +82,8 @@ async def stored_secret_authenticates(
 ) -> bool:
     """Read the secret from Key Vault as the service identity (by versioned id, or the
     unversioned name) and acquire a token with it, as a consumer of the secret would."""
-    service = credential_for(settings, settings["AZURE_CLIENT_ID"], settings["AZURE_CLIENT_SECRET"])
-    vault = SecretClient(
-        settings["KEY_VAULT_URL"],
-        service,
-        verify_challenge_resource=False,
-        connection_verify=settings["PLATFORM_CA_FILE"],
-    )
+    service = credential(settings)
+    vault = secret_client(settings, service)
     try:
         if key_vault_secret_id:
             name, version = key_vault_secret_id.rstrip("/").split("/secrets/", 1)[1].split("/")
@@ -109,7 +91,7 @@ async def stored_secret_authenticates(
         else:
             value = (await vault.get_secret(f"app-{unique_name}")).value
         assert value
-        client = credential_for(settings, client_id, value)
+        client = credential(settings, client_id, value)
         try:
             token = await client.get_token("https://graph.microsoft.com/.default")
         finally:

@@ -7,20 +7,9 @@ import httpx
 import jwt
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity.aio import ClientSecretCredential
 
 from emulator.launcher import RunningEmulator
-
-
-def credential(settings: dict[str, str], client_id: str, secret: str) -> ClientSecretCredential:
-    return ClientSecretCredential(
-        settings["AZURE_TENANT_ID"],
-        client_id,
-        secret,
-        authority=settings["AZURE_AUTHORITY_HOST"],
-        connection_verify=settings["PLATFORM_CA_FILE"],
-        disable_instance_discovery=True,
-    )
+from tests.emulator.clients import credential
 
 
 async def test_service_identity_gets_a_verifiable_graph_token_with_least_privilege_roles(
