@@ -64,6 +64,41 @@ def build_credential(settings: Settings) -> AsyncTokenCredential:
     return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id, **kwargs)
 
 
+def _skip_unused_model_imports() -> None:
+    """msgraph-sdk's generated ``Entity.get_field_deserializers`` (the base of every directory
+    object) runs ~2,400 ``from .x import X`` statements that it never uses before returning its
+    two setters: ~11 ms of CPU for every object parsed, and the first call imports every model
+    module (~2,000 modules, ~1.5 s). Replace it with the same two setters, only if the generated
+    code is the one measured (docs/benchmarks.md; msgraph-sdk-python#584)."""
+    import inspect
+
+    from msgraph.generated.models.entity import Entity
+
+    original = Entity.get_field_deserializers
+    if getattr(original, "__wrapped__", None) is not None:
+        return
+    statements = [line.strip() for line in inspect.getsource(original).splitlines() if line.strip()]
+    first = "fields: dict[str, Callable[[Any], None]] = {"
+    code = statements[statements.index(first) :] if first in statements else []
+    if code != [
+        first,
+        "\"id\": lambda n : setattr(self, 'id', n.get_str_value()),",
+        "\"@odata.type\": lambda n : setattr(self, 'odata_type', n.get_str_value()),",
+        "}",
+        "return fields",
+    ]:
+        return
+
+    def get_field_deserializers(self: Entity) -> dict[str, Any]:
+        return {
+            "id": lambda n: setattr(self, "id", n.get_str_value()),
+            "@odata.type": lambda n: setattr(self, "odata_type", n.get_str_value()),
+        }
+
+    get_field_deserializers.__wrapped__ = original  # type: ignore[attr-defined]
+    Entity.get_field_deserializers = get_field_deserializers  # type: ignore[method-assign]
+
+
 def build_graph_client(settings: Settings, credential: AsyncTokenCredential) -> GraphServiceClient:
     import httpx
     from kiota_authentication_azure.azure_identity_authentication_provider import (
@@ -73,6 +108,7 @@ def build_graph_client(settings: Settings, credential: AsyncTokenCredential) -> 
     from msgraph import GraphRequestAdapter, GraphServiceClient
     from msgraph_core import GraphClientFactory
 
+    _skip_unused_model_imports()
     host = urlparse(settings.graph_base_url).hostname or "graph.microsoft.com"
     auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host])
     verify: ssl.SSLContext | bool = True

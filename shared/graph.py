@@ -38,8 +38,14 @@ from shared.secrets import SecretValue
 
 if TYPE_CHECKING:
     from msgraph import GraphServiceClient
+    from msgraph.generated.applications_with_unique_name.applications_with_unique_name_request_builder import (
+        ApplicationsWithUniqueNameRequestBuilder,
+    )
     from msgraph.generated.models.application import Application
     from msgraph.generated.models.password_credential import PasswordCredential
+    from msgraph.generated.service_principals_with_app_id.service_principals_with_app_id_request_builder import (
+        ServicePrincipalsWithAppIdRequestBuilder,
+    )
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,6 +61,10 @@ REPLICATION_MESSAGES = (
     "backing application",
     "not a valid reference update",
 )
+# The application permissions each kind of call requires (least privilege; see emulator/graph/authz.py).
+APPLICATIONS_PERMISSION = "Application.ReadWrite.OwnedBy (and, to change an object, to own it)"
+GRANTS_PERMISSION = "DelegatedPermissionGrant.ReadWrite.All"
+ASSIGNMENTS_PERMISSION = "AppRoleAssignment.ReadWrite.All"
 APP_SELECT = ["id", "appId", "uniqueName", "displayName", "tags", "passwordCredentials", "createdDateTime"]
 SP_SELECT = ["id", "appId", "displayName", "oauth2PermissionScopes", "appRoles", "servicePrincipalNames"]
 
@@ -257,8 +267,10 @@ class GraphGateway:
         write: bool = False,
         idempotent: bool = True,
         dependent: bool = False,
+        needs: str = APPLICATIONS_PERMISSION,
     ) -> T:
-        """Run one Graph call with the retries its kind allows (see module docstring)."""
+        """Run one Graph call with the retries its kind allows (see module docstring). A 403
+        names ``needs``, the application permission the call requires."""
         replication_tries = 0
         attempt = 0
         lost_response = False
@@ -304,9 +316,45 @@ class GraphGateway:
                     await asyncio.sleep(self.retry.backoff(replication_tries))
                     continue
                 failure = classify(status, code, message, what, dependent)
+                if isinstance(failure, PermissionDenied):
+                    failure = PermissionDenied(
+                        failure.code,
+                        f"{what}: the service identity needs {needs}; Graph answered {status} {code}: {message}",
+                    )
                 if isinstance(failure, ServiceError):
                     failure.after_lost_response = lost_response
                 raise failure from None
+
+    async def _upsert(self, what: str, call: Callable[[], Awaitable[T]], dependent: bool = False) -> T:
+        """An upsert by alternate key, which a concurrent upsert of the same key can beat to the
+        create (Request_MultipleObjectsWithSameKeyValue): then the object exists, and the same
+        upsert, sent again, updates it."""
+        try:
+            return await self._call(what, call, write=True, dependent=dependent)
+        except PermanentError as error:
+            if error.code != "Request_MultipleObjectsWithSameKeyValue":
+                raise
+        return await self._call(what, call, write=True, dependent=dependent)
+
+    # msgraph-sdk's alternate-key builders (applications(uniqueName=...), servicePrincipals(appId=...))
+    # write the key into the client's own path parameters and keep that dict: concurrent calls
+    # would send each other's key. Each builder here gets a copy.
+
+    def _app_by_unique_name(self, unique_name: str) -> ApplicationsWithUniqueNameRequestBuilder:
+        from msgraph.generated.applications_with_unique_name.applications_with_unique_name_request_builder import (
+            ApplicationsWithUniqueNameRequestBuilder,
+        )
+
+        adapter, parameters = self.client.request_adapter, dict(self.client.path_parameters)
+        return ApplicationsWithUniqueNameRequestBuilder(adapter, parameters, unique_name)
+
+    def _sp_by_app_id(self, app_id: str) -> ServicePrincipalsWithAppIdRequestBuilder:
+        from msgraph.generated.service_principals_with_app_id.service_principals_with_app_id_request_builder import (
+            ServicePrincipalsWithAppIdRequestBuilder,
+        )
+
+        adapter, parameters = self.client.request_adapter, dict(self.client.path_parameters)
+        return ServicePrincipalsWithAppIdRequestBuilder(adapter, parameters, app_id)
 
     # -- resources -------------------------------------------------------------------------
 
@@ -390,10 +438,8 @@ class GraphGateway:
         config: RequestConfiguration[Any] = RequestConfiguration()
         config.headers.add("Prefer", "create-if-missing")
         body = self._application_body(desired)
-        builder = self.client.applications_with_unique_name(unique_name)
-        created = await self._call(
-            f"upsert application {unique_name}", lambda: builder.patch(body, config), write=True
-        )
+        builder = self._app_by_unique_name(unique_name)
+        created = await self._upsert(f"upsert application {unique_name}", lambda: builder.patch(body, config))
         if created is not None:
             return _app_record(created), True
         # 204: updated; Graph returns no body, so read what the dependent steps need.
@@ -415,7 +461,7 @@ class GraphGateway:
         params = ApplicationsWithUniqueNameRequestBuilder.ApplicationsWithUniqueNameRequestBuilderGetQueryParameters(
             select=APP_SELECT
         )
-        builder = self.client.applications_with_unique_name(unique_name)
+        builder = self._app_by_unique_name(unique_name)
         try:
             app = await self._call(
                 f"read application {unique_name}",
@@ -492,7 +538,7 @@ class GraphGateway:
         params = ServicePrincipalsWithAppIdRequestBuilder.ServicePrincipalsWithAppIdRequestBuilderGetQueryParameters(
             select=["id"]
         )
-        builder = self.client.service_principals_with_app_id(app_id)
+        builder = self._sp_by_app_id(app_id)
         sp = await self._call(
             f"read service principal {app_id}",
             lambda: builder.get(RequestConfiguration(query_parameters=params)),
@@ -560,13 +606,12 @@ class GraphGateway:
 
         config: RequestConfiguration[Any] = RequestConfiguration()
         config.headers.add("Prefer", "create-if-missing")
-        builder = self.client.service_principals_with_app_id(app_id)
-        created = await self._call(
+        builder = self._sp_by_app_id(app_id)
+        created = await self._upsert(
             f"upsert service principal {app_id}",
             lambda: builder.patch(
                 ServicePrincipal(tags=["WindowsAzureActiveDirectoryIntegratedApp"]), config
             ),
-            write=True,
             dependent=True,
         )
         if created is not None and created.id:
@@ -579,7 +624,7 @@ class GraphGateway:
         return str(sp.id)
 
     async def delete_service_principal_of(self, app_id: str) -> bool:
-        builder = self.client.service_principals_with_app_id(app_id)
+        builder = self._sp_by_app_id(app_id)
         try:
             await self._call(f"delete service principal {app_id}", builder.delete, write=True)
         except NotFound as gone:
@@ -599,6 +644,7 @@ class GraphGateway:
             "list grants",
             lambda: self.client.oauth2_permission_grants.get(RequestConfiguration(query_parameters=params)),
             dependent=True,
+            needs=GRANTS_PERMISSION,
         )
         return [
             Grant(id=str(g.id), resource_id=str(g.resource_id), scope=g.scope or "")
@@ -621,6 +667,7 @@ class GraphGateway:
             write=True,
             idempotent=False,
             dependent=True,
+            needs=GRANTS_PERMISSION,
         )
 
     async def update_grant(self, grant_id: str, scopes: Sequence[str]) -> None:
@@ -628,13 +675,16 @@ class GraphGateway:
 
         builder = self.client.oauth2_permission_grants.by_o_auth2_permission_grant_id(grant_id)
         await self._call(
-            "update grant", lambda: builder.patch(OAuth2PermissionGrant(scope=" ".join(scopes))), write=True
+            "update grant",
+            lambda: builder.patch(OAuth2PermissionGrant(scope=" ".join(scopes))),
+            write=True,
+            needs=GRANTS_PERMISSION,
         )
 
     async def delete_grant(self, grant_id: str) -> None:
         builder = self.client.oauth2_permission_grants.by_o_auth2_permission_grant_id(grant_id)
         try:
-            await self._call("delete grant", builder.delete, write=True)
+            await self._call("delete grant", builder.delete, write=True, needs=GRANTS_PERMISSION)
         except NotFound:
             pass
 
@@ -662,6 +712,7 @@ class GraphGateway:
                 write=True,
                 idempotent=False,
                 dependent=True,
+                needs=ASSIGNMENTS_PERMISSION,
             )
         except PermanentError as error:
             # A concurrent copy of the request assigned it first: the outcome we wanted.
@@ -673,7 +724,9 @@ class GraphGateway:
             client_sp_id
         ).app_role_assignments.by_app_role_assignment_id(assignment_id)
         try:
-            await self._call("revoke application permission", builder.delete, write=True)
+            await self._call(
+                "revoke application permission", builder.delete, write=True, needs=ASSIGNMENTS_PERMISSION
+            )
         except NotFound:
             pass
 

@@ -38,7 +38,7 @@ from shared.contracts import (
 )
 from shared.contracts import graph_permission_allowed as allowed_on_graph
 from shared.durations import parse_duration
-from shared.errors import NotFound, PermanentError, PermissionDenied, PolicyViolation
+from shared.errors import NotFound, PermanentError, PermissionDenied, PolicyViolation, ReplicationPending
 from shared.graph import AppRecord, DesiredApplication, GraphGateway, ResourceAccess, ResourceApi
 from shared.keyvault import KeyVaultGateway, StoredVersion, secret_name
 from shared.settings import Settings
@@ -226,11 +226,24 @@ class Workflow:
         for resource_id, scopes in wanted.items():
             grant = existing.get(resource_id)
             if grant is None:
-                steps.append(self.graph.create_grant(sp_id, resource_id, scopes))
+                steps.append(self._create_grant(sp_id, resource_id, scopes))
             elif set(grant.scope.split()) != set(scopes):
                 steps.append(self.graph.update_grant(grant.id, scopes))
         steps += [self.graph.delete_grant(g.id) for rid, g in existing.items() if rid not in wanted]
         await asyncio.gather(*steps)
+
+    async def _create_grant(self, sp_id: str, resource_id: str, scopes: Sequence[str]) -> None:
+        try:
+            await self.graph.create_grant(sp_id, resource_id, scopes)
+        except PermanentError as error:
+            # 409: a concurrent copy of this request created it first; converge that one.
+            if error.code != "Request_MultipleObjectsWithSameKeyValue":
+                raise
+            grant = next((g for g in await self.graph.grants_of(sp_id) if g.resource_id == resource_id), None)
+            if grant is None:
+                raise ReplicationPending(error.code, "the existing grant is not readable yet") from None
+            if set(grant.scope.split()) != set(scopes):
+                await self.graph.update_grant(grant.id, scopes)
 
     async def _converge_application(
         self, sp_id: str, permissions: Sequence[ResolvedPermission], *, fresh: bool
@@ -310,6 +323,14 @@ class Workflow:
         }
         try:
             stored = await self.vault.store(name, new.secret, tags=tags, not_before=start, expires_on=end)
+        except Exception:
+            # A lost response can hide a write that happened: removing the credential then would
+            # leave the newest version (what the unversioned id resolves to) opening nothing.
+            found = await self._stored_version(name, new.info.key_id)
+            if found is None:
+                await self.graph.remove_password(app.object_id, new.info.key_id)
+                raise
+            stored = found
         except BaseException:
             await self.graph.remove_password(app.object_id, new.info.key_id)
             raise
@@ -331,6 +352,11 @@ class Workflow:
         assert latest is not None and latest.key_id == settle.keep  # by settle_duplicates
         kept = next(p for p in current.passwords if p.key_id == settle.keep)
         return _reply_credential(kept, latest)
+
+    async def _stored_version(self, name: str, key_id: str) -> StoredVersion | None:
+        """The enabled version holding ``key_id``'s value, if the vault has one."""
+        versions = await self.vault.versions(name)
+        return next((v for v in versions if v.enabled and v.key_id == key_id), None)
 
     # -- decommission ---------------------------------------------------------------------
 

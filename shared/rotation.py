@@ -411,9 +411,11 @@ async def schedule(workflow: Workflow) -> Sweep:
     sweep = Sweep()
     async for app in workflow.graph.owned_applications(sp_id, select=PLAN_SELECT):
         sweep.scanned += 1
-        if settings.service_tag not in app.tags or not app.unique_name:
+        if settings.service_tag not in app.tags:
             continue
         sweep.managed += 1
+        if not app.unique_name:  # not registered by this service's requests: no secret to find
+            continue
         latest = latest_by_name.get(secret_name(app.unique_name))
         if latest is not None and not latest.enabled:
             latest = None

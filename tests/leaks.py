@@ -122,7 +122,9 @@ def find_leaks(texts: Iterable[tuple[str, str]], secrets: Iterable[str]) -> list
             for length in lengths:
                 if length > len(token):
                     break
-                found.update(w for i in range(len(token) - length + 1) if (w := token[i : i + length]) in known)
+                found.update(
+                    w for i in range(len(token) - length + 1) if (w := token[i : i + length]) in known
+                )
         leaks.extend(Leak(where, secret[:3]) for secret in sorted(found))
     return leaks
 

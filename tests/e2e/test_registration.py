@@ -223,7 +223,11 @@ async def test_decommission_removes_the_app_and_disables_its_stored_secret(emula
     assert again == reply, "a redelivered decommission answers as the first delivery did"
     later = await harness.register({**request, "requestId": "SNOW-CHG0012347"})
     assert later["status"] == "succeeded"
-    assert later["removed"] == {"application": False, "servicePrincipal": False, "keyVaultSecretVersionsDisabled": 1}
+    assert later["removed"] == {
+        "application": False,
+        "servicePrincipal": False,
+        "keyVaultSecretVersionsDisabled": 1,
+    }
 
 
 async def test_an_app_the_service_does_not_own_is_refused(emulator: RunningEmulator) -> None:

@@ -182,8 +182,12 @@ async def test_rotation_inside_the_window_overlaps_then_retires_after_the_grace_
     assert tenant.stored_key_ids("app-rot-basic") == {old["keyId"], new["keyId"]}  # overlap
     check_invariants(tenant, "rot-basic")
     settings = emulator.settings
-    assert await stored_secret_authenticates(settings, reply["application"]["clientId"], unique_name="rot-basic")
-    assert await stored_secret_authenticates(settings, reply["application"]["clientId"], first["keyVaultSecretId"])
+    assert await stored_secret_authenticates(
+        settings, reply["application"]["clientId"], unique_name="rot-basic"
+    )
+    assert await stored_secret_authenticates(
+        settings, reply["application"]["clientId"], first["keyVaultSecretId"]
+    )
 
     # Within the grace period the old one stays.
     clock.advance("PT47H")
@@ -193,14 +197,18 @@ async def test_rotation_inside_the_window_overlaps_then_retires_after_the_grace_
     # After it, the old one is retired: removed from the app, its version disabled.
     clock.advance("PT1H")
     events = await run_day()
-    assert [(e["action"], e["reason"], e["keyId"]) for e in events] == [("retire", "superseded", old["keyId"])]
+    assert [(e["action"], e["reason"], e["keyId"]) for e in events] == [
+        ("retire", "superseded", old["keyId"])
+    ]
     assert all(e["app"]["uniqueName"] == "rot-basic" and e["dryRun"] is False for e in events)
     tenant = Tenant.read(emulator)
     [kept] = credentials(tenant, "rot-basic")
     assert kept["keyId"] == new["keyId"]
     assert tenant.stored_key_ids("app-rot-basic") == {new["keyId"]}
     assert tenant.orphans("rot-basic") == []
-    assert await stored_secret_authenticates(settings, reply["application"]["clientId"], unique_name="rot-basic")
+    assert await stored_secret_authenticates(
+        settings, reply["application"]["clientId"], unique_name="rot-basic"
+    )
 
 
 async def test_an_expired_secret_is_replaced_and_the_old_one_removed(
@@ -250,7 +258,9 @@ def rotate_request(unique_name: str, request_id: str = "SNOW-ROT-1") -> dict[str
     }
 
 
-async def test_rotate_on_request_issues_a_new_credential_once(emulator: RunningEmulator, clock: EmulatedClock) -> None:
+async def test_rotate_on_request_issues_a_new_credential_once(
+    emulator: RunningEmulator, clock: EmulatedClock
+) -> None:
     registered = await register("rot-request")
     message_id = str(uuid.uuid4())
     reply = await harness.register(rotate_request("rot-request"), message_id=message_id)
@@ -299,7 +309,10 @@ async def test_rotate_on_request_for_an_unknown_or_unmanaged_app_is_rejected(
 
 
 def state(tenant: Tenant) -> Any:
-    apps = {a.get("uniqueName"): sorted(p["keyId"] for p in a["passwordCredentials"]) for a in tenant.snapshot["applications"]}
+    apps = {
+        a.get("uniqueName"): sorted(p["keyId"] for p in a["passwordCredentials"])
+        for a in tenant.snapshot["applications"]
+    }
     vault = {
         s["name"]: [(v["version"], v["attributes"]["enabled"]) for v in s["versions"]]
         for s in tenant.snapshot["vault"]["secrets"]
@@ -323,7 +336,9 @@ async def test_dry_run_emits_the_plan_and_changes_nothing(
     assert state(Tenant.read(emulator)) == before
 
 
-async def test_a_redelivered_rotation_message_is_a_no_op(emulator: RunningEmulator, clock: EmulatedClock) -> None:
+async def test_a_redelivered_rotation_message_is_a_no_op(
+    emulator: RunningEmulator, clock: EmulatedClock
+) -> None:
     await register("rot-redeliver")
     clock.advance("P70D")
     [body], _ = await run_scheduler()
@@ -451,7 +466,9 @@ async def test_a_deleted_application_is_reported(emulator: RunningEmulator, cloc
     reply = await register("rot-gone")
     clock.advance("P70D")
     [body], _ = await run_scheduler()
-    assert emulator.admin.graph("DELETE", f"/applications/{reply['application']['objectId']}").status_code == 204
+    assert (
+        emulator.admin.graph("DELETE", f"/applications/{reply['application']['objectId']}").status_code == 204
+    )
     events = await deliver_rotation(body)
     assert [(e["action"], e["reason"], e["app"]["uniqueName"]) for e in events] == [
         ("report", "application-not-found", "rot-gone")
@@ -465,7 +482,7 @@ async def test_transient_failures_raise_until_the_last_delivery_then_report(
     clock.advance("P70D")
     [body], _ = await run_scheduler()
     emulator.admin.faults([{"kind": "status", "status": 503, "service": "keyvault"}])
-    with pytest.raises(Exception, match="KeyVault|Unavailable"):
+    with pytest.raises(Exception, match=r"KeyVault|Unavailable"):
         await deliver_rotation(body, delivery_count=1)
     events = await deliver_rotation(body, delivery_count=int(os.environ.get("MAX_DELIVERY_COUNT", "10")))
     emulator.admin.clear_faults()
@@ -482,7 +499,5 @@ async def test_no_secret_value_in_events_or_logs(
     await harness.register(rotate_request("rot-leak"))
     secrets = emulator.admin.issued_secrets()
     assert secrets
-    text = json.dumps(events) + "\n".join(
-        f"{r.getMessage()} {r.__dict__}" for r in caplog.records
-    )
+    text = json.dumps(events) + "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert not [s for s in secrets if s in text]

@@ -65,10 +65,14 @@ def converged_state(emulator: RunningEmulator, unique_name: str, reply: dict[str
         return state
     app = apps[0]
     assert tenant.orphans(unique_name) == [], "a credential the service created has no stored value"
-    assert stored <= {p["keyId"] for p in app["passwordCredentials"]}, "an enabled version opens no credential"
+    assert stored <= {p["keyId"] for p in app["passwordCredentials"]}, (
+        "an enabled version opens no credential"
+    )
     if app["passwordCredentials"]:
         latest = tenant.latest_version(secret_name)
-        assert latest is not None and latest["attributes"]["enabled"], "the unversioned secret does not resolve"
+        assert latest is not None and latest["attributes"]["enabled"], (
+            "the unversioned secret does not resolve"
+        )
         [current] = [p for p in app["passwordCredentials"] if p["keyId"] == latest["tags"]["keyId"]]
         assert parse_time(current["startDateTime"]) <= tenant.now < parse_time(current["endDateTime"])
     sps = tenant.service_principals(app["appId"])
@@ -76,7 +80,11 @@ def converged_state(emulator: RunningEmulator, unique_name: str, reply: dict[str
     state.update(
         displayName=app["displayName"],
         tags=sorted(t for t in app["tags"]),
-        redirectUris=[app["web"]["redirectUris"], app["publicClient"]["redirectUris"], app["spa"]["redirectUris"]],
+        redirectUris=[
+            app["web"]["redirectUris"],
+            app["publicClient"]["redirectUris"],
+            app["spa"]["redirectUris"],
+        ],
         isFallbackPublicClient=app["isFallbackPublicClient"],
         requiredResourceAccess=sorted(
             json.dumps([r["resourceAppId"], sorted((a["id"], a["type"]) for a in r["resourceAccess"])])
@@ -89,7 +97,9 @@ def converged_state(emulator: RunningEmulator, unique_name: str, reply: dict[str
             for sp in sps
             for g in tenant.grants(sp["id"])
         ),
-        assignments=sorted((resources[a["resourceId"]], a["appRoleId"]) for sp in sps for a in tenant.assignments(sp["id"])),
+        assignments=sorted(
+            (resources[a["resourceId"]], a["appRoleId"]) for sp in sps for a in tenant.assignments(sp["id"])
+        ),
     )
     return state
 

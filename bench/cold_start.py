@@ -1,0 +1,130 @@
+"""Scenario 4: cold start. In a fresh process (as a new Functions instance): the time to import
+the function app, then to complete the first registration, for ``function_app`` and for
+bench/eager_baseline.py (the same app with all five SDKs imported at the top). Median of
+several runs of each, interleaved. The OS file cache is warm (a second instance on the same
+machine); a truly cold disk adds to both.
+
+``python -m bench.cold_start MODULE NAME`` is the child: it prints its timings as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.common import ROOT, Context, median
+
+APPS = {"lazy": "function_app", "eager": "bench.eager_baseline"}
+
+
+def child(module: str, unique_name: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    app = importlib.import_module(module).app
+    imported = time.perf_counter()
+    modules_after_import = len(sys.modules)
+
+    from tests import harness  # after the measured import: it imports nothing the app has not
+
+    functions = {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
+    body = {
+        "schemaVersion": 1,
+        "requestId": f"COLD-{unique_name}",
+        "action": "register",
+        "requestedBy": "alice@contoso.com",
+        "application": {"uniqueName": unique_name, "displayName": unique_name, "clientType": "service"},
+        "apiPermissions": [
+            {"api": "microsoft-graph", "delegated": ["User.Read"], "application": ["User.Read.All"]}
+        ],
+        "grantAdminConsent": True,
+        "credential": {"type": "secret", "description": "bench", "lifetime": "P6M"},
+    }
+
+    async def first() -> str:
+        from shared.clients import reset_platform_clients
+
+        reply = harness.Output()
+        await functions["register_application"](harness.message(body), reply)
+        await reset_platform_clients()
+        return str(json.loads(reply.get())["status"])
+
+    before = time.perf_counter()
+    status = asyncio.run(first())
+    done = time.perf_counter()
+    return {
+        "importSeconds": imported - started,
+        "firstRegistrationSeconds": done - before,
+        "toFirstReplySeconds": done - started,
+        "status": status,
+        "modulesAfterImport": modules_after_import,
+        "modulesAfterFirstRegistration": len(sys.modules),
+    }
+
+
+def _spawn(module: str, unique_name: str, env: dict[str, str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.cold_start", module, unique_name],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["processSeconds"] = time.perf_counter() - started
+    return result
+
+
+async def run(ctx: Context) -> dict[str, Any]:
+    runs = 1 if ctx.smoke else 7
+    ctx.reset()
+    env = {**os.environ, **ctx.emulator.settings, "PYTHONPATH": str(ROOT)}
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in APPS}
+    for n in range(runs):
+        for name, module in APPS.items():
+            sample = await asyncio.to_thread(_spawn, module, f"cold-{name}-{n}", env)
+            assert sample["status"] == "succeeded", sample
+            samples[name].append(sample)
+
+    def summary(name: str) -> dict[str, Any]:
+        runs_of = samples[name]
+        return {
+            key: round(1000 * median([s[key] for s in runs_of]), 1)
+            for key in ("importSeconds", "firstRegistrationSeconds", "toFirstReplySeconds", "processSeconds")
+        } | {
+            "modulesAfterImport": runs_of[0]["modulesAfterImport"],
+            "modulesAfterFirstRegistration": runs_of[0]["modulesAfterFirstRegistration"],
+        }
+
+    lazy, eager = summary("lazy"), summary("eager")
+    result = {
+        "runs": runs,
+        "unit": "ms (median)",
+        "lazy": lazy,
+        "eager": eager,
+        "importRatio": round(lazy["importSeconds"] / eager["importSeconds"], 3),
+        "goalMet": lazy["importSeconds"] < eager["importSeconds"] / 2
+        and lazy["toFirstReplySeconds"] <= eager["toFirstReplySeconds"] * 1.05,
+    }
+    for name, figures in (("function_app", lazy), ("eager baseline", eager)):
+        print(
+            f"[4] {name}: import {figures['importSeconds']} ms ({figures['modulesAfterImport']} modules), "
+            f"first registration {figures['firstRegistrationSeconds']} ms, "
+            f"import + first registration {figures['toFirstReplySeconds']} ms, "
+            f"process {figures['processSeconds']} ms (median of {runs})"
+        )
+    print(
+        f"[4] import {100 * result['importRatio']:.0f}% of the eager baseline (goal < 50%); time to the first "
+        f"reply {lazy['toFirstReplySeconds']} vs {eager['toFirstReplySeconds']} ms (goal: not slower)"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(child(sys.argv[1], sys.argv[2])))

@@ -1,0 +1,236 @@
+"""Scenario 3: the rotation sweep over a large tenant, then the rotations it fans out.
+
+Setup: the managed applications are registered through the service's own registration
+workflow (so their tags, credentials and Key Vault versions are exactly what the service
+writes), with the write pacer lifted and no latency so that setup is quick; ``DUE`` of them
+get a three-month secret, the others 24 months, then the emulator's clock moves 65 days so that
+exactly the three-month ones are due. The rest of the tenant is bulk-seeded applications the
+service does not own. The scheduler (the real ``rotation_scheduler`` function) then runs at
+each tenant size, and the ``rotate_application`` function handles the messages at the host's
+concurrency. A last run adds applications that the service owns but that are not managed
+(no uniqueName) to show what memory does when the *owned* count grows tenfold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import tracemalloc
+from typing import Any
+
+import azure.functions as func
+from azure.functions.timer import TimerRequest
+
+from bench.common import (
+    TAG,
+    Context,
+    Stopwatch,
+    bounded,
+    host_concurrency,
+    peak_rss_bytes,
+    reset_peak_rss,
+    rss_bytes,
+)
+
+PAGE_SIZE = 999  # GraphGateway.owned_applications' $top
+SETUP_CONCURRENCY = 16
+# P3M secrets are due 30 days before their end (day ~61); P24M ones not for ~700 days.
+ADVANCE = "P65D"
+
+
+class Outputs(func.Out[list[str]]):
+    def __init__(self) -> None:
+        self.value: list[str] = []
+
+    def set(self, val: list[str]) -> None:
+        self.value = list(val)
+
+    def get(self) -> list[str]:
+        return self.value
+
+
+def _body(unique_name: str, lifetime: str) -> dict[str, Any]:
+    return {
+        "schemaVersion": 1,
+        "requestId": f"SETUP-{unique_name}",
+        "action": "register",
+        "requestedBy": "alice@contoso.com",
+        "application": {"uniqueName": unique_name, "displayName": unique_name, "clientType": "service"},
+        "apiPermissions": [{"api": "azure-healthcare-apis", "delegated": ["user_impersonation"]}],
+        "grantAdminConsent": False,
+        "credential": {"type": "secret", "description": "nightly job", "lifetime": lifetime},
+    }
+
+
+async def _register_managed(managed: int, due: int) -> None:
+    """Through the service's workflow, unpaced (setup is not what is measured)."""
+    from shared import runtime
+    from shared.contracts import parse_request
+    from shared.graph import GraphGateway, WritePacer
+    from shared.registration import Delivery
+
+    workflow = runtime.workflow()
+    fast = dataclasses.replace(workflow, graph=GraphGateway(workflow.graph.client, WritePacer(1e9, 10**9)))
+
+    def job(n: int) -> Any:
+        async def register() -> None:
+            body = _body(f"managed-{n:05d}", "P3M" if n < due else "P24M")
+            request = parse_request(json.dumps(body).encode())
+            reply = await fast.register(request, Delivery(message_id=f"setup-{n}"))  # type: ignore[arg-type]
+            assert reply.status == "succeeded", reply
+
+        return register
+
+    await bounded(SETUP_CONCURRENCY, [job(n) for n in range(managed)])
+
+
+class EmulatedClock:
+    """The service's clock follows the emulator's, as tests/e2e/test_rotation.py does."""
+
+    def __init__(self, ctx: Context) -> None:
+        now = dt.datetime.fromisoformat(ctx.admin.now().replace("Z", "+00:00"))
+        self.offset = now - dt.datetime.now(dt.UTC)
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+
+async def _schedule(ctx: Context) -> dict[str, Any]:
+    from tests import harness
+
+    scheduler = harness.functions()["rotation_scheduler"]
+    ctx.admin.clear_requests()
+    reset_peak_rss()
+    base = rss_bytes()
+    watch = Stopwatch()
+    rotations, events = Outputs(), Outputs()
+    await scheduler(TimerRequest(past_due=False), rotations, events)
+    seconds = watch.seconds
+    rss_growth = max(0, peak_rss_bytes() - base)
+    entries = ctx.log()
+    # Python's own allocations at their peak, in a second run (tracemalloc slows it down).
+    tracemalloc.start()
+    await scheduler(TimerRequest(past_due=False), Outputs(), Outputs())
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    graph = [e for e in entries if e["service"] == "graph"]
+    return {
+        "messages": rotations.get(),
+        "seconds": round(seconds, 2),
+        "graphRequests": len(graph),
+        "listingRequests": sum(1 for e in graph if "ownedObjects" in e["path"]),
+        "keyVaultRequests": sum(1 for e in entries if e["service"] == "keyvault"),
+        "graphPaths": sorted({e["path"].rsplit("/", 1)[-1] for e in graph}),
+        "peakTracedMB": round(traced_peak / 2**20, 1),
+        "peakRssGrowthMB": round(rss_growth / 2**20, 1),
+    }
+
+
+async def run(ctx: Context) -> dict[str, Any]:
+    from shared.registration import Workflow
+
+    if ctx.smoke:
+        managed, due, tenants, owned_extra = 40, 4, [400, 2_000], 360
+    else:
+        managed, due, tenants, owned_extra = 1_000, 100, [5_000, 50_000], 9_000
+    concurrency = host_concurrency()
+    ctx.reset(latency_ms=0)
+    setup = Stopwatch()
+    await _register_managed(managed, due)
+    ctx.admin.advance(ADVANCE)
+    clock = EmulatedClock(ctx)
+    original_now = Workflow.now
+    Workflow.now = lambda self: clock.now()  # type: ignore[method-assign]
+    try:
+        print(f"      setup: {managed} managed applications registered in {setup.seconds:.1f} s")
+        ctx.faults()
+        sizes: list[dict[str, Any]] = []
+        messages: list[str] = []
+        total = managed
+        for size in tenants:
+            ctx.admin.seed_applications(count=size - total, prefix="other", servicePrincipals=True)
+            total = size
+            scan = _summarise(await _schedule(ctx), size, managed, managed)
+            messages = scan.pop("messages")
+            sizes.append(scan)
+        rotations = await _rotate(ctx, messages, concurrency)
+        # The owned count grows tenfold: applications the service owns but does not manage.
+        ctx.admin.seed_applications(count=owned_extra, prefix="owned", ownedByService=True, tags=[TAG])
+        total += owned_extra
+        owned = _summarise(await _schedule(ctx), total, managed, managed + owned_extra)
+        owned.pop("messages")
+        owned["afterRotations"] = True
+        sizes.append(owned)
+    finally:
+        Workflow.now = original_now  # type: ignore[method-assign]
+    large = sizes[1]
+    result = {
+        "managed": managed,
+        "due": due,
+        "pageSize": PAGE_SIZE,
+        "scans": sizes,
+        "rotations": rotations,
+        "goalListingRequests": 2 * math.ceil(managed / PAGE_SIZE),
+        "goalMet": large["listingRequests"] <= 2 * math.ceil(managed / PAGE_SIZE)
+        and sizes[1]["peakTracedMB"] <= 1.25 * sizes[0]["peakTracedMB"] + 1,
+    }
+    for scan in sizes:
+        print(
+            f"[3] scheduler, {scan['tenant']:,} applications ({scan['owned']:,} owned, {managed:,} managed): "
+            f"{scan['messagesSent']} messages, {scan['graphRequests']} Graph requests "
+            f"({scan['listingRequests']} listing pages; goal <= {result['goalListingRequests']} = 2 x "
+            f"ceil({managed}/{PAGE_SIZE})), {scan['keyVaultRequests']} Key Vault requests, {scan['seconds']} s, "
+            f"peak traced {scan['peakTracedMB']} MB, RSS growth {scan['peakRssGrowthMB']} MB"
+        )
+    print(
+        f"[3] {rotations['messages']} rotations at concurrency {concurrency}: {rotations['rotated']} rotated in "
+        f"{rotations['seconds']} s, {rotations['graphRequests']} Graph ({rotations['graphWrites']} writes) + "
+        f"{rotations['keyVaultRequests']} Key Vault requests, RSS growth {rotations['peakRssGrowthMB']} MB"
+    )
+    return result
+
+
+def _summarise(scan: dict[str, Any], tenant: int, managed: int, owned: int) -> dict[str, Any]:
+    """``owned`` counts applications; the service also owns each managed app's service principal."""
+    return {"tenant": tenant, "owned": owned, "messagesSent": len(scan["messages"]), **scan}
+
+
+async def _rotate(ctx: Context, messages: list[str], concurrency: int) -> dict[str, Any]:
+    from tests import harness
+
+    rotate = harness.functions()["rotate_application"]
+
+    def job(body: str) -> Any:
+        async def deliver() -> list[dict[str, Any]]:
+            message_id = harness.message(body).message_id
+            for count in range(1, 11):
+                events = Outputs()
+                try:
+                    await rotate(harness.message(body, message_id=message_id, delivery_count=count), events)
+                except Exception:
+                    continue
+                return [json.loads(e) for e in events.get()]
+            return []
+
+        return deliver
+
+    ctx.admin.clear_requests()
+    reset_peak_rss()
+    base = rss_bytes()
+    watch = Stopwatch()
+    outcomes = await bounded(concurrency, [job(m) for m in messages])
+    seconds = watch.seconds
+    rss_growth = max(0, peak_rss_bytes() - base)
+    entries = ctx.log()
+    graph = [e for e in entries if e["service"] == "graph"]
+    return {
+        "messages": len(messages),
+        "rotated": sum(1 for events in outcomes if any(e["action"] == "rotate" for e in events)),
+        "seconds": round(seconds, 2),
+        "graphRequests": len(graph),
+        "graphWrites": sum(1 for e in graph if e["method"] in ("POST", "PATCH", "PUT", "DELETE")),
+        "keyVaultRequests": sum(1 for e in entries if e["service"] == "keyvault"),
+        "peakRssGrowthMB": round(rss_growth / 2**20, 1),
+    }
