@@ -14,7 +14,6 @@ one service principal, one set of grants and one stored secret:
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
@@ -42,6 +41,7 @@ from shared.errors import NotFound, PermanentError, PermissionDenied, PolicyViol
 from shared.graph import AppRecord, DesiredApplication, GraphGateway, ResourceAccess, ResourceApi
 from shared.keyvault import KeyVaultGateway, StoredVersion, secret_name
 from shared.settings import Settings
+from shared.tasks import gather_all
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Workflow:
             sp_id, consent = await consent_task
             credential = None
         else:
-            (sp_id, consent), credential = await asyncio.gather(
+            (sp_id, consent), credential = await gather_all(
                 consent_task, self._ensure_secret(app, created, request, secret, delivery)
             )
         log.info(
@@ -129,7 +129,7 @@ class Workflow:
     async def _resolve(self, request: RegisterRequest) -> tuple[list[ResolvedPermission], list[FieldError]]:
         """Each API's service principal, looked up concurrently; unknown names are errors."""
         references = [resolve_api(p.api, self.settings) or p.api for p in request.api_permissions]
-        resources = await asyncio.gather(*(self.graph.find_resource(ref) for ref in references))
+        resources = await gather_all(*(self.graph.find_resource(ref) for ref in references))
         resolved: list[ResolvedPermission] = []
         errors: list[FieldError] = []
         for i, (permission, resource) in enumerate(zip(request.api_permissions, resources, strict=True)):
@@ -207,7 +207,7 @@ class Workflow:
         sp_id = await self.graph.upsert_service_principal(app.app_id)
         if not consent:
             return sp_id, []
-        await asyncio.gather(
+        await gather_all(
             self._converge_delegated(sp_id, permissions, fresh=created),
             self._converge_application(sp_id, permissions, fresh=created),
         )
@@ -230,7 +230,7 @@ class Workflow:
             elif set(grant.scope.split()) != set(scopes):
                 steps.append(self.graph.update_grant(grant.id, scopes))
         steps += [self.graph.delete_grant(g.id) for rid, g in existing.items() if rid not in wanted]
-        await asyncio.gather(*steps)
+        await gather_all(*steps)
 
     async def _create_grant(self, sp_id: str, resource_id: str, scopes: Sequence[str]) -> None:
         try:
@@ -255,7 +255,7 @@ class Workflow:
         steps += [
             self.graph.delete_role_assignment(sp_id, a.id) for key, a in have.items() if key not in wanted
         ]
-        await asyncio.gather(*steps)
+        await gather_all(*steps)
 
     # -- the secret -----------------------------------------------------------------------
 
@@ -269,7 +269,7 @@ class Workflow:
     ) -> ReplyCredential:
         name = secret_name(request.unique_name)
         if not created:
-            versions, latest = await asyncio.gather(self.vault.versions(name), self.vault.latest(name))
+            versions, latest = await gather_all(self.vault.versions(name), self.vault.latest(name))
             plan = creds.plan_registration_secret(
                 app.passwords,
                 versions,
@@ -279,7 +279,7 @@ class Workflow:
                 now=self.now(),
                 safety_age=self.settings.rotation_safety_age.total_lower_bound(),
             )
-            await asyncio.gather(*(self.graph.remove_password(app.object_id, k) for k in plan.remove))
+            await gather_all(*(self.graph.remove_password(app.object_id, k) for k in plan.remove))
             if plan.reuse is not None and plan.reuse.stored is not None:
                 return _reply_credential(plan.reuse.info, plan.reuse.stored)
         return await self.issue_secret(
@@ -335,13 +335,13 @@ class Workflow:
             await self.graph.remove_password(app.object_id, new.info.key_id)
             raise
         # Settle duplicates from a concurrent copy of this request (see credentials.settle_duplicates).
-        current, versions, latest = await asyncio.gather(
+        current, versions, latest = await gather_all(
             self.graph.get_application(app.object_id), self.vault.versions(name), self.vault.latest(name)
         )
         settle = creds.settle_duplicates(
             current.passwords, versions, latest, mine=new.info.key_id, request_id=origin
         )
-        await asyncio.gather(
+        await gather_all(
             *(self.graph.remove_password(app.object_id, k) for k in settle.remove),
             *(self.vault.disable(name, v.version) for v in settle.disable),
         )
@@ -391,11 +391,11 @@ class Workflow:
                     object_id=record.get("objectId", ""),
                     tenant_id=self.settings.azure_tenant_id,
                 )
-            await asyncio.gather(*(self.vault.disable(name, v.version) for v in versions if v.enabled))
+            await gather_all(*(self.vault.disable(name, v.version) for v in versions if v.enabled))
             return _decommissioned(request_id, application, removed, removed, len(versions))
         # Disable the stored values first, recording this request on them, so that a redelivery
         # after the deletion still knows what this request removed.
-        await asyncio.gather(
+        await gather_all(
             *(
                 self.vault.disable(name, v.version, _decommission_record(v.tags, request_id, app))
                 for v in versions

@@ -136,6 +136,7 @@ async def test_load_with_faults(emulator: RunningEmulator, request: pytest.Fixtu
 
 
 @pytest.mark.heavy
+@pytest.mark.timeout(1800)  # about 10 minutes: throttling paces it, as designed
 async def test_load_with_faults_heavy(emulator: RunningEmulator, request: pytest.FixtureRequest) -> None:
     figures = await run_load(emulator, 1000)
     report(request, figures)
