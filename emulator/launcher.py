@@ -7,6 +7,7 @@ client of the control plane authenticated as the admin identity.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -104,6 +105,31 @@ class AdminClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+class EmulatorClock:
+    """The emulator's clock seen from the service's side: the real time plus the emulator's
+    offset, re-read whenever this object moves the clock."""
+
+    def __init__(self, admin: AdminClient) -> None:
+        self.admin = admin
+        self.offset = dt.timedelta(0)
+        self.sync()
+
+    def sync(self) -> None:
+        emulated = dt.datetime.fromisoformat(self.admin.now().replace("Z", "+00:00"))
+        self.offset = emulated - dt.datetime.now(dt.UTC)
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def advance(self, duration: str) -> None:
+        self.admin.advance(duration)
+        self.sync()
+
+    def set(self, moment: dt.datetime) -> None:
+        self.admin.set_clock(moment.isoformat())
+        self.sync()
 
 
 @dataclass

@@ -23,7 +23,7 @@ import azure.functions as func
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
-from emulator.launcher import RunningEmulator, running
+from emulator.launcher import EmulatorClock, RunningEmulator, running
 
 SAMPLES = Path(__file__).resolve().parent
 
@@ -58,7 +58,9 @@ def functions() -> dict[str, Any]:
     return {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
 
 
-async def authenticates(settings: dict[str, str], client_id: str, secret_name: str, version: str | None) -> bool:
+async def authenticates(
+    settings: dict[str, str], client_id: str, secret_name: str, version: str | None
+) -> bool:
     """Read the stored secret as the service does and get a token with it, as a consumer would."""
     from azure.identity.aio import ClientSecretCredential
 
@@ -80,7 +82,9 @@ async def authenticates(settings: dict[str, str], client_id: str, secret_name: s
 
 
 def show_credential(label: str, credential: dict[str, Any]) -> None:
-    print(f"    {label}: keyId {credential['keyId']}  hint {credential['hint']}…  expires {credential['endDateTime']}")
+    print(
+        f"    {label}: keyId {credential['keyId']}  hint {credential['hint']}…  expires {credential['endDateTime']}"
+    )
 
 
 async def register_samples(emulator: RunningEmulator, fns: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -124,14 +128,16 @@ async def sweep(fns: dict[str, Any]) -> list[dict[str, Any]]:
     return emitted
 
 
-async def rotate_demo(emulator: RunningEmulator, fns: dict[str, Any], reply: dict[str, Any]) -> None:
+async def rotate_demo(
+    emulator: RunningEmulator, fns: dict[str, Any], reply: dict[str, Any], clock: EmulatorClock
+) -> None:
     app = reply["application"]
     old = reply["credential"]
     end = dt.datetime.fromisoformat(old["endDateTime"].replace("Z", "+00:00"))
     print(f"\n== rotation of {app['uniqueName']}")
     show_credential("current  ", old)
     moment = end - dt.timedelta(days=20)
-    emulator.admin.set_clock(moment.isoformat())
+    clock.set(moment)
     print(f"    clock set to {moment:%Y-%m-%d}, 20 days before it expires (window: 30 days)")
     for e in await sweep(fns):
         print(f"    event: {e['action']:<8} {e['app']['uniqueName']} keyId {e.get('keyId')}  ({e['reason']})")
@@ -142,10 +148,14 @@ async def rotate_demo(emulator: RunningEmulator, fns: dict[str, Any], reply: dic
     for password in stored_app["passwordCredentials"]:
         marker = "new" if password["keyId"] != old["keyId"] else "old"
         print(f"    {marker} credential keyId {password['keyId']}  expires {password['endDateTime']}")
-    print(f"    Key Vault: {name} now resolves to version {secret['latest']} ({len(secret['versions'])} versions)")
+    print(
+        f"    Key Vault: {name} now resolves to version {secret['latest']} ({len(secret['versions'])} versions)"
+    )
     ok = await authenticates(emulator.settings, app["clientId"], name, None)
-    print(f"    the unversioned secret authenticates: {'yes' if ok else 'NO'}; the old one stays valid for the grace period")
-    emulator.admin.advance("PT49H")
+    print(
+        f"    the unversioned secret authenticates: {'yes' if ok else 'NO'}; the old one stays valid for the grace period"
+    )
+    clock.advance("PT49H")
     print("    clock advanced 49 hours, past the 48-hour grace period")
     for e in await sweep(fns):
         print(f"    event: {e['action']:<8} {e['app']['uniqueName']} keyId {e.get('keyId')}  ({e['reason']})")
@@ -157,21 +167,30 @@ async def rotate_demo(emulator: RunningEmulator, fns: dict[str, Any], reply: dic
 
 
 async def main(emulator: RunningEmulator) -> None:
+    from shared import runtime
     from shared.clients import reset_platform_clients
 
     fns = functions()
+    # The service decides at the emulator's time, which the demo moves forward.
+    clock = EmulatorClock(emulator.admin)
+    runtime.use_clock(clock.now)
     try:
-        print(f"Emulator at {emulator.settings['EMULATOR_URL']} (tenant {emulator.settings['AZURE_TENANT_ID']})")
+        print(
+            f"Emulator at {emulator.settings['EMULATOR_URL']} (tenant {emulator.settings['AZURE_TENANT_ID']})"
+        )
         replies = await register_samples(emulator, fns)
         service = replies.get("service-client")
         if service and service["status"] == "succeeded":
-            await rotate_demo(emulator, fns, service)
+            await rotate_demo(emulator, fns, service, clock)
     finally:
         await reset_platform_clients()
 
 
 def run() -> None:
-    with tempfile.TemporaryDirectory(prefix="demo-emulator-") as data_dir, running(Path(data_dir)) as emulator:
+    with (
+        tempfile.TemporaryDirectory(prefix="demo-emulator-") as data_dir,
+        running(Path(data_dir)) as emulator,
+    ):
         os.environ.update(emulator.settings)
         os.environ.setdefault("ROTATION_SCHEDULE", "0 0 3 * * *")
         asyncio.run(main(emulator))

@@ -504,29 +504,30 @@ class GraphGateway:
         self, owner_sp_id: str, page_size: int = 999, select: Sequence[str] = APP_SELECT
     ) -> AsyncIterator[AppRecord]:
         """The applications ``owner_sp_id`` owns, page by page (never all in memory), with only
-        the ``select``ed properties filled in."""
+        the ``select``ed properties filled in. The ``microsoft.graph.application`` cast leaves
+        out the service principals it also owns: half the objects to page through and parse."""
         from kiota_abstractions.base_request_configuration import RequestConfiguration
-        from msgraph.generated.models.application import Application
-        from msgraph.generated.service_principals.item.owned_objects.owned_objects_request_builder import (
-            OwnedObjectsRequestBuilder,
+        from msgraph.generated.service_principals.item.owned_objects.graph_application.graph_application_request_builder import (
+            GraphApplicationRequestBuilder,
         )
 
-        params = OwnedObjectsRequestBuilder.OwnedObjectsRequestBuilderGetQueryParameters(
+        params = GraphApplicationRequestBuilder.GraphApplicationRequestBuilderGetQueryParameters(
             select=list(select), top=page_size
         )
-        builder = self.client.service_principals.by_service_principal_id(owner_sp_id).owned_objects
+        builder = self.client.service_principals.by_service_principal_id(
+            owner_sp_id
+        ).owned_objects.graph_application
         page = await self._call(
-            "list owned objects", lambda: builder.get(RequestConfiguration(query_parameters=params))
+            "list owned applications", lambda: builder.get(RequestConfiguration(query_parameters=params))
         )
         while page is not None:
             for item in page.value or []:
-                if isinstance(item, Application):
-                    yield _app_record(item)
+                yield _app_record(item)
             next_link = page.odata_next_link
             if not next_link:
                 return
             next_builder = builder.with_url(next_link)
-            page = await self._call("list owned objects (next page)", next_builder.get)
+            page = await self._call("list owned applications (next page)", next_builder.get)
 
     async def service_principal_id_of(self, app_id: str) -> str:
         """The object id of the service principal of ``app_id`` (e.g. the service's own identity)."""

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from shared import credentials as creds
 from shared.contracts import (
@@ -80,9 +80,11 @@ class Workflow:
     graph: GraphGateway
     vault: KeyVaultGateway
     service_principal_id: str | None = None  # the service identity's own SP (for rotation listing)
+    # The time decisions are made at: the real time, or the emulator's when it runs on one.
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
+        return self.clock()
 
     # -- register -------------------------------------------------------------------------
 

@@ -403,39 +403,61 @@ async def schedule(workflow: Workflow) -> Sweep:
     """Decide which managed applications need a rotation message. Changes nothing."""
     settings = workflow.settings
     policy = Policy.from_settings(settings)
-    dry_run = settings.rotation_dry_run
     sp_id = await own_service_principal(workflow)
-    # One listing of the vault for its current versions (name -> properties, small records).
-    latest_by_name = {name: v async for name, v in workflow.vault.latest_versions(prefix="app-")}
+
+    async def vault_listing() -> dict[str, StoredVersion]:
+        """One listing of the vault for its current versions (name -> properties, small records)."""
+        return {name: v async for name, v in workflow.vault.latest_versions(prefix="app-")}
+
+    # The vault's listing and Graph's paging run side by side: the sweep takes the longer of the two.
+    latest_listing = asyncio.ensure_future(vault_listing())
     now = workflow.now()
     sweep = Sweep()
-    async for app in workflow.graph.owned_applications(sp_id, select=PLAN_SELECT):
-        sweep.scanned += 1
-        if settings.service_tag not in app.tags:
-            continue
-        sweep.managed += 1
-        if not app.unique_name:  # not registered by this service's requests: no secret to find
-            continue
-        latest = latest_by_name.get(secret_name(app.unique_name))
-        if latest is not None and not latest.enabled:
-            latest = None
-        plan = triage(app, latest, now=now, policy=policy, service_tag=settings.service_tag)
-        if not plan.changes:
-            continue
-        sweep.needing_work += 1
-        reasons = sorted({f"{s.action}:{s.reason}" for s in plan.steps if s.action != "report"})
-        sweep.by_reason.update(reasons)
-        if dry_run:
-            sweep.events.extend(
-                event(app, s, dry_run=True, at=now).model_dump_json(by_alias=True) for s in plan.steps
-            )
-        else:
-            message = RotationMessage(
-                object_id=app.object_id, app_id=app.app_id, unique_name=app.unique_name, reasons=reasons
-            )
-            sweep.messages.append(message.model_dump_json(by_alias=True))
-    log.info("rotation.scheduled", extra={**sweep.summary(), "dryRun": dry_run})
+    try:
+        async for app in workflow.graph.owned_applications(sp_id, select=PLAN_SELECT):
+            sweep.scanned += 1
+            if settings.service_tag not in app.tags:
+                continue
+            sweep.managed += 1
+            if not app.unique_name:  # not registered by this service's requests: no secret to find
+                continue
+            latest = (await latest_listing).get(secret_name(app.unique_name))
+            _plan_one(sweep, app, latest, now=now, policy=policy, settings=settings)
+    finally:
+        if not latest_listing.done():
+            latest_listing.cancel()
+    log.info("rotation.scheduled", extra={**sweep.summary(), "dryRun": settings.rotation_dry_run})
     return sweep
+
+
+def _plan_one(
+    sweep: Sweep,
+    app: AppRecord,
+    latest: StoredVersion | None,
+    *,
+    now: dt.datetime,
+    policy: Policy,
+    settings: Settings,
+) -> None:
+    """The scheduler's decision for one application: a message, or (dry run) events."""
+    if latest is not None and not latest.enabled:
+        latest = None
+    plan = triage(app, latest, now=now, policy=policy, service_tag=settings.service_tag)
+    if not plan.changes:
+        return
+    sweep.needing_work += 1
+    reasons = sorted({f"{s.action}:{s.reason}" for s in plan.steps if s.action != "report"})
+    sweep.by_reason.update(reasons)
+    if settings.rotation_dry_run:
+        sweep.events.extend(
+            event(app, s, dry_run=True, at=now).model_dump_json(by_alias=True) for s in plan.steps
+        )
+        return
+    assert app.unique_name is not None
+    message = RotationMessage(
+        object_id=app.object_id, app_id=app.app_id, unique_name=app.unique_name, reasons=reasons
+    )
+    sweep.messages.append(message.model_dump_json(by_alias=True))
 
 
 # -- one application --------------------------------------------------------------------------
@@ -510,6 +532,8 @@ async def rotate(
         for step in plan.steps:
             if step.action == "report" and (step.reason, step.key_id) in reported:
                 continue
+            if step.action == "rotate" and not dry_run:
+                continue  # announced once the new credential exists, with its keyId
             reported.add((step.reason, step.key_id))
             outcome.events.append(event(app, step, dry_run=dry_run, at=now))
         if dry_run or not plan.changes:
@@ -533,6 +557,8 @@ async def rotate(
                     event(app, Step("report", f"tenant-policy:{error.code}"), dry_run=False, at=now)
                 )
                 break
+            rotated = Step("rotate", plan.rotate.reason, key_id=outcome.issued.key_id)
+            outcome.events.append(event(app, rotated, dry_run=False, at=now))
         await _remove(workflow, app, name, plan.after)
         app = outcome.app = await graph.get_application(app.object_id, dependent=False)
     return outcome

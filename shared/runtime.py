@@ -4,6 +4,8 @@ once per process (per event loop) and shared by every invocation, with one write
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+from collections.abc import Callable
 
 from shared.clients import platform_clients
 from shared.graph import GraphGateway, WritePacer
@@ -16,6 +18,7 @@ GRAPH_WRITES_PER_SECOND = 20.0
 GRAPH_WRITE_BURST = 20
 
 _workflow: tuple[asyncio.AbstractEventLoop, Workflow] | None = None
+_clock: Callable[[], dt.datetime] | None = None
 
 
 def workflow() -> Workflow:
@@ -23,11 +26,20 @@ def workflow() -> Workflow:
     clients = platform_clients()
     if _workflow is None or _workflow[0] is not clients.loop:
         pacer = WritePacer(GRAPH_WRITES_PER_SECOND, GRAPH_WRITE_BURST)
-        _workflow = (
-            clients.loop,
-            Workflow(get_settings(), GraphGateway(clients.graph, pacer), KeyVaultGateway(clients.vault)),
-        )
+        built = Workflow(get_settings(), GraphGateway(clients.graph, pacer), KeyVaultGateway(clients.vault))
+        if _clock is not None:
+            built.clock = _clock
+        _workflow = (clients.loop, built)
     return _workflow[1]
+
+
+def use_clock(clock: Callable[[], dt.datetime] | None) -> None:
+    """Make decisions at ``clock``'s time (the emulator's, whose clock tests and the demo move);
+    None: the real time."""
+    global _clock
+    _clock = clock
+    if _workflow is not None:
+        _workflow[1].clock = clock or (lambda: dt.datetime.now(dt.UTC))
 
 
 def forget() -> None:

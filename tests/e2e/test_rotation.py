@@ -15,9 +15,8 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
-from emulator.launcher import RunningEmulator
+from emulator.launcher import EmulatorClock, RunningEmulator
 from shared import runtime
-from shared.registration import Workflow
 from shared.settings import get_settings
 from tests import harness
 from tests.e2e.tenant import Tenant, parse_time, stored_secret_authenticates
@@ -38,30 +37,13 @@ class Outputs(func.Out[list[str]]):
         return self.value
 
 
-class EmulatedClock:
-    """The service's clock follows the emulator's (the platform's time, in Azure the real one)."""
-
-    def __init__(self, emulator: RunningEmulator) -> None:
-        self.admin = emulator.admin
-        self.offset = dt.timedelta(0)
-        self.sync()
-
-    def sync(self) -> None:
-        self.offset = parse_time(self.admin.now()) - dt.datetime.now(dt.UTC)
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + self.offset
-
-    def advance(self, duration: str) -> None:
-        self.admin.advance(duration)
-        self.sync()
-
-
 @pytest.fixture
-def clock(emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch) -> EmulatedClock:
-    emulated = EmulatedClock(emulator)
-    monkeypatch.setattr(Workflow, "now", lambda self: emulated.now())
-    return emulated
+def clock(emulator: RunningEmulator) -> Iterator[EmulatorClock]:
+    """The service decides at the emulator's time, which the test moves."""
+    emulated = EmulatorClock(emulator.admin)
+    runtime.use_clock(emulated.now)
+    yield emulated
+    runtime.use_clock(None)
 
 
 @pytest.fixture
@@ -158,7 +140,7 @@ def check_invariants(tenant: Tenant, unique_name: str) -> None:
 
 
 async def test_rotation_inside_the_window_overlaps_then_retires_after_the_grace_period(
-    emulator: RunningEmulator, clock: EmulatedClock
+    emulator: RunningEmulator, clock: EmulatorClock
 ) -> None:
     reply = await register("rot-basic")
     first = reply["credential"]
@@ -212,7 +194,7 @@ async def test_rotation_inside_the_window_overlaps_then_retires_after_the_grace_
 
 
 async def test_an_expired_secret_is_replaced_and_the_old_one_removed(
-    emulator: RunningEmulator, clock: EmulatedClock
+    emulator: RunningEmulator, clock: EmulatorClock
 ) -> None:
     await register("rot-expired")
     clock.advance("P4M")
@@ -224,7 +206,7 @@ async def test_an_expired_secret_is_replaced_and_the_old_one_removed(
 
 
 async def test_public_clients_and_unmanaged_credentials_are_left_alone(
-    emulator: RunningEmulator, clock: EmulatedClock
+    emulator: RunningEmulator, clock: EmulatorClock
 ) -> None:
     await register("rot-public", {"type": "none"})
     reply = await register("rot-manual")
@@ -259,7 +241,7 @@ def rotate_request(unique_name: str, request_id: str = "SNOW-ROT-1") -> dict[str
 
 
 async def test_rotate_on_request_issues_a_new_credential_once(
-    emulator: RunningEmulator, clock: EmulatedClock
+    emulator: RunningEmulator, clock: EmulatorClock
 ) -> None:
     registered = await register("rot-request")
     message_id = str(uuid.uuid4())
@@ -288,7 +270,7 @@ async def test_rotate_on_request_issues_a_new_credential_once(
 
 
 async def test_rotate_on_request_for_an_unknown_or_unmanaged_app_is_rejected(
-    emulator: RunningEmulator, clock: EmulatedClock
+    emulator: RunningEmulator, clock: EmulatorClock
 ) -> None:
     reply = await harness.register(rotate_request("no-such-app"))
     assert reply["status"] == "rejected"
@@ -321,7 +303,7 @@ def state(tenant: Tenant) -> Any:
 
 
 async def test_dry_run_emits_the_plan_and_changes_nothing(
-    emulator: RunningEmulator, clock: EmulatedClock, settings_env: Any
+    emulator: RunningEmulator, clock: EmulatorClock, settings_env: Any
 ) -> None:
     await register("rot-dry-a")
     await register("rot-dry-b", {"type": "secret", "description": "job", "lifetime": "P12M"})
@@ -337,7 +319,7 @@ async def test_dry_run_emits_the_plan_and_changes_nothing(
 
 
 async def test_a_redelivered_rotation_message_is_a_no_op(
-    emulator: RunningEmulator, clock: EmulatedClock
+    emulator: RunningEmulator, clock: EmulatorClock
 ) -> None:
     await register("rot-redeliver")
     clock.advance("P70D")
@@ -370,7 +352,7 @@ def rules_for(kind: str, service: str, method: str, path: str, nth: int) -> list
 @pytest.mark.parametrize("kind", ["lost-response", "status-503"])
 @pytest.mark.parametrize(("service", "method", "path"), ROTATION_CALLS, ids=lambda v: str(v)[:12])
 async def test_a_crash_after_any_rotation_call_converges_on_redelivery(
-    emulator: RunningEmulator, clock: EmulatedClock, kind: str, service: str, method: str, path: str
+    emulator: RunningEmulator, clock: EmulatorClock, kind: str, service: str, method: str, path: str
 ) -> None:
     reply = await register("rot-crash")
     clock.advance("P70D")
@@ -391,7 +373,7 @@ async def test_a_crash_after_any_rotation_call_converges_on_redelivery(
 @pytest.mark.parametrize("kind", ["lost-response", "status-503"])
 @pytest.mark.parametrize(("service", "method", "path"), RETIRE_CALLS, ids=lambda v: str(v)[:12])
 async def test_a_crash_after_any_retire_call_converges_on_redelivery(
-    emulator: RunningEmulator, clock: EmulatedClock, kind: str, service: str, method: str, path: str
+    emulator: RunningEmulator, clock: EmulatorClock, kind: str, service: str, method: str, path: str
 ) -> None:
     await register("rot-crash-retire")
     clock.advance("P70D")
@@ -409,7 +391,7 @@ async def test_a_crash_after_any_retire_call_converges_on_redelivery(
 
 
 async def test_a_crash_between_add_password_and_the_vault_write_leaves_no_orphan(
-    emulator: RunningEmulator, clock: EmulatedClock, monkeypatch: pytest.MonkeyPatch
+    emulator: RunningEmulator, clock: EmulatorClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The process dies right after addPassword answered: the redelivery removes the orphan."""
     from shared.graph import GraphGateway
@@ -439,7 +421,7 @@ async def test_a_crash_between_add_password_and_the_vault_write_leaves_no_orphan
 
 
 async def test_a_tenant_policy_is_reported_and_does_not_stop_other_apps(
-    emulator: RunningEmulator, clock: EmulatedClock
+    emulator: RunningEmulator, clock: EmulatorClock
 ) -> None:
     await register("rot-policy-long", {"type": "secret", "description": "job", "lifetime": "P3M"})
     now = clock.now()
@@ -462,7 +444,7 @@ async def test_a_tenant_policy_is_reported_and_does_not_stop_other_apps(
     assert tenant.orphans("rot-policy-long") == []
 
 
-async def test_a_deleted_application_is_reported(emulator: RunningEmulator, clock: EmulatedClock) -> None:
+async def test_a_deleted_application_is_reported(emulator: RunningEmulator, clock: EmulatorClock) -> None:
     reply = await register("rot-gone")
     clock.advance("P70D")
     [body], _ = await run_scheduler()
@@ -476,7 +458,7 @@ async def test_a_deleted_application_is_reported(emulator: RunningEmulator, cloc
 
 
 async def test_transient_failures_raise_until_the_last_delivery_then_report(
-    emulator: RunningEmulator, clock: EmulatedClock
+    emulator: RunningEmulator, clock: EmulatorClock
 ) -> None:
     await register("rot-down")
     clock.advance("P70D")
@@ -490,7 +472,7 @@ async def test_transient_failures_raise_until_the_last_delivery_then_report(
 
 
 async def test_no_secret_value_in_events_or_logs(
-    emulator: RunningEmulator, clock: EmulatedClock, caplog: pytest.LogCaptureFixture
+    emulator: RunningEmulator, clock: EmulatorClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("DEBUG")
     await register("rot-leak")

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from emulator.launcher import RunningEmulator
+from emulator.launcher import EmulatorClock, RunningEmulator
+from shared import runtime
 from shared.graph import GraphGateway
 from shared.keyvault import KeyVaultGateway
 from tests.e2e.tenant import Tenant, parse_time, stored_secret_authenticates
 from tests.e2e.test_rotation import (
-    EmulatedClock,
     check_invariants,
     deliver_rotation,
     register,
@@ -70,11 +70,18 @@ def install_crashes(monkeypatch: pytest.MonkeyPatch, rng: random.Random, rate: f
 async def simulate(
     emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch, *, apps: int, days: int, seed: int
 ) -> dict[str, int]:
-    rng = random.Random(seed)
-    clock = EmulatedClock(emulator)
-    from shared.registration import Workflow
+    try:
+        return await _simulate(emulator, monkeypatch, apps=apps, days=days, seed=seed)
+    finally:
+        runtime.use_clock(None)
 
-    monkeypatch.setattr(Workflow, "now", lambda self: clock.now())
+
+async def _simulate(
+    emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch, *, apps: int, days: int, seed: int
+) -> dict[str, int]:
+    rng = random.Random(seed)
+    clock = EmulatorClock(emulator.admin)
+    runtime.use_clock(clock.now)
     names: list[str] = []
     client_ids: dict[str, str] = {}
     for i in range(apps):
@@ -154,7 +161,6 @@ async def simulate(
     print("simulation timings", {k: round(v, 1) for k, v in timings.items()})
     emulator.admin.clear_faults()
     monkeypatch.undo()
-    monkeypatch.setattr(Workflow, "now", lambda self: clock.now())
 
     # Final state, after one quiet day (no faults): no orphans, nothing kept past end + grace.
     clock.advance("P1D")
