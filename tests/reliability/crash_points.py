@@ -55,6 +55,7 @@ def converged_state(emulator: RunningEmulator, unique_name: str, reply: dict[str
             "credential": reply.get("credential") is not None,
             "errors": sorted(e["code"] for e in reply.get("errors", [])),
             "removed": reply.get("removed"),
+            "events": reply.get("events"),
         },
         "apps": len(apps),
     }
@@ -133,9 +134,18 @@ async def check_every_crash_point(emulator: RunningEmulator, scenario: Scenario,
     await run_clean(emulator, scenario)
     count, clean = await run_clean(emulator, scenario)
     assert count > 0
+    clean_events = clean["reply"].pop("events") or []
     for k in range(1, count + 1):
         state = await run_with_fault(emulator, scenario, fault, k)
+        events = state["reply"].pop("events") or []
         assert state == clean, f"{scenario.name}: {fault} at request {k} of {count} did not converge"
+        # The events the clean run gives, plus, truthfully, the clean-up of what the fault left
+        # behind (e.g. a credential whose addPassword answer was lost), and nothing else.
+        extra = list(events)
+        for expected in clean_events:
+            assert expected in extra, f"{scenario.name}: {fault} at request {k}: event {expected} missing"
+            extra.remove(expected)
+        assert all(action == "cleanup" for action, _ in extra), f"{scenario.name}: unexpected events {extra}"
     return count
 
 

@@ -4,13 +4,17 @@ final tenant and vault as a clean run (see crash_points.py)."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 
 import pytest
 
-from emulator.launcher import RunningEmulator
+from emulator.launcher import EmulatorClock, RunningEmulator
+from shared import runtime
 from tests import harness
+from tests.e2e.tenant import parse_time
 from tests.e2e.test_registration import sample
+from tests.e2e.test_rotation import run_scheduler, settle_rotation
 from tests.reliability.crash_points import FAULTS, Scenario, check_every_crash_point, register_delivery
 
 
@@ -28,6 +32,38 @@ async def _register(emulator: RunningEmulator, name: str) -> None:
     reply = await harness.register(sample(name))
     assert reply["status"] == "succeeded"
 
+
+ROTATE = {
+    "schemaVersion": 1,
+    "requestId": "SNOW-CHG0012400",
+    "action": "rotate",
+    "requestedBy": "alice@contoso.com",
+    "application": {"uniqueName": "dicom-ingest-prod"},
+}
+
+
+class ScheduledRotation:
+    """A rotation as the timer plans it: the app registered, the clock moved 20 days before its
+    secret expires, the scheduler's message for it; then that message is delivered until settled."""
+
+    def __init__(self) -> None:
+        self.body = ""
+
+    async def prepare(self, emulator: RunningEmulator) -> None:
+        runtime.use_clock(None)
+        reply = await harness.register(sample("service-client"))
+        end = parse_time(reply["credential"]["endDateTime"])
+        clock = EmulatorClock(emulator.admin)
+        clock.set(end - dt.timedelta(days=20))
+        runtime.use_clock(clock.now)
+        [self.body], _ = await run_scheduler()
+
+    async def deliver(self) -> dict[str, Any]:
+        events, _ = await settle_rotation(self.body)
+        return {"status": "succeeded", "events": sorted((e["action"], e["reason"]) for e in events)}
+
+
+SCHEDULED = ScheduledRotation()
 
 DECOMMISSION = {
     "schemaVersion": 1,
@@ -52,6 +88,13 @@ SCENARIOS = [
         prepare=lambda emulator: _register(emulator, "confidential-web-client"),
     ),
     Scenario(
+        "rotate on request",
+        "dicom-ingest-prod",
+        register_delivery(ROTATE),
+        prepare=lambda emulator: _register(emulator, "service-client"),
+    ),
+    Scenario("scheduled rotation", "dicom-ingest-prod", SCHEDULED.deliver, prepare=SCHEDULED.prepare),
+    Scenario(
         "decommission",
         "dicom-ingest-prod",
         register_delivery(DECOMMISSION),
@@ -63,5 +106,8 @@ SCENARIOS = [
 @pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 async def test_every_crash_point_converges(emulator: RunningEmulator, scenario: Scenario, fault: str) -> None:
-    covered = await check_every_crash_point(emulator, scenario, fault)
+    try:
+        covered = await check_every_crash_point(emulator, scenario, fault)
+    finally:
+        runtime.use_clock(None)
     print(f"{scenario.name}: {fault} at each of {covered} requests converged")
