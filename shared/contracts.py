@@ -929,7 +929,7 @@ SCHEMA_DIRECTORY = Path(__file__).resolve().parent.parent / "schemas"
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schemas of the request and the reply, by file name."""
+    """The JSON Schemas of every message the service reads or writes, by file name."""
     request = _REQUEST_ADAPTER.json_schema(by_alias=True, mode="validation")
     reply = RegistrationReply.model_json_schema(by_alias=True, mode="serialization")
     return {
@@ -941,6 +941,24 @@ def json_schemas() -> dict[str, dict[str, Any]]:
             **request,
         },
         "registration-reply.schema.json": {"$schema": _SCHEMA_DIALECT, **reply},
+        **_rotation_schemas(),
+    }
+
+
+def _rotation_schemas() -> dict[str, dict[str, Any]]:
+    """The rotation queue's message and the events queue's event (models in shared.rotation,
+    which builds on this module, hence the late import)."""
+    from shared.rotation import RotationEvent, RotationMessage
+
+    return {
+        "rotation-message.schema.json": {
+            "$schema": _SCHEMA_DIALECT,
+            **RotationMessage.model_json_schema(by_alias=True, mode="serialization"),
+        },
+        "credential-event.schema.json": {
+            "$schema": _SCHEMA_DIALECT,
+            **RotationEvent.model_json_schema(by_alias=True, mode="serialization"),
+        },
     }
 
 
