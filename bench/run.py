@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "latencyMs": LATENCY_MS,
         "smoke": args.smoke,
         "wallSeconds": wall,
+        "ran": names,
         "scenarios": {**previous, **figures},
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
