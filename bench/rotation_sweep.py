@@ -20,7 +20,6 @@ import math
 import tracemalloc
 from typing import Any
 
-import azure.functions as func
 from azure.functions.timer import TimerRequest
 
 from bench.common import (
@@ -38,17 +37,6 @@ PAGE_SIZE = 999  # GraphGateway.owned_applications' $top
 SETUP_CONCURRENCY = 16
 # P3M secrets are due 30 days before their end (day ~61); P24M ones not for ~700 days.
 ADVANCE = "P65D"
-
-
-class Outputs(func.Out[list[str]]):
-    def __init__(self) -> None:
-        self.value: list[str] = []
-
-    def set(self, val: list[str]) -> None:
-        self.value = list(val)
-
-    def get(self) -> list[str]:
-        return self.value
 
 
 def _body(unique_name: str, lifetime: str) -> dict[str, Any]:
@@ -105,14 +93,14 @@ async def _schedule(ctx: Context) -> dict[str, Any]:
     reset_peak_rss()
     base = rss_bytes()
     watch = Stopwatch()
-    rotations, events = Outputs(), Outputs()
+    rotations, events = harness.Outputs(), harness.Outputs()
     await scheduler(TimerRequest(past_due=False), rotations, events)
     seconds = watch.seconds
     rss_growth = max(0, peak_rss_bytes() - base)
     entries = ctx.log()
     # Python's own allocations at their peak, in a second run (tracemalloc slows it down).
     tracemalloc.start()
-    await scheduler(TimerRequest(past_due=False), Outputs(), Outputs())
+    await scheduler(TimerRequest(past_due=False), harness.Outputs(), harness.Outputs())
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     graph = [e for e in entries if e["service"] == "graph"]
@@ -206,7 +194,7 @@ async def _rotate(ctx: Context, messages: list[str], concurrency: int) -> dict[s
         async def deliver() -> list[dict[str, Any]]:
             message_id = harness.message(body).message_id
             for count in range(1, 11):
-                events = Outputs()
+                events = harness.Outputs()
                 try:
                     await rotate(harness.message(body, message_id=message_id, delivery_count=count), events)
                 except Exception:

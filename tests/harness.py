@@ -40,6 +40,21 @@ class Output(func.Out[str]):
         return self.value
 
 
+class Outputs(func.Out[list[str]]):
+    """A list output binding (many messages at once, as the rotation functions send them);
+    each message is recorded for the leak detector like any other output."""
+
+    def __init__(self) -> None:
+        self.value: list[str] = []
+
+    def set(self, val: list[str]) -> None:
+        self.value = list(val)
+        outputs.extend(self.value)
+
+    def get(self) -> list[str]:
+        return self.value
+
+
 @functools.cache
 def functions() -> dict[str, Callable[..., Any]]:
     from function_app import app

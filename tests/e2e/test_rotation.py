@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
@@ -22,19 +21,6 @@ from tests import harness
 from tests.e2e.tenant import Tenant, parse_time, stored_secret_authenticates
 
 TAG = "managed-by:entra-app-registration-service"
-
-
-class Outputs(func.Out[list[str]]):
-    """A list output binding (many messages), as the host would send them."""
-
-    def __init__(self) -> None:
-        self.value: list[str] = []
-
-    def set(self, val: list[str]) -> None:
-        self.value = list(val)
-
-    def get(self) -> list[str]:
-        return self.value
 
 
 @pytest.fixture
@@ -82,7 +68,7 @@ async def register(unique_name: str, credential: dict[str, Any] | None = None) -
 
 
 async def run_scheduler() -> tuple[list[str], list[dict[str, Any]]]:
-    rotations, events = Outputs(), Outputs()
+    rotations, events = harness.Outputs(), harness.Outputs()
     await harness.functions()["rotation_scheduler"](TimerRequest(past_due=False), rotations, events)
     return rotations.get(), [json.loads(e) for e in events.get()]
 
@@ -90,7 +76,7 @@ async def run_scheduler() -> tuple[list[str], list[dict[str, Any]]]:
 async def deliver_rotation(
     body: str, *, message_id: str | None = None, delivery_count: int = 1
 ) -> list[dict[str, Any]]:
-    events = Outputs()
+    events = harness.Outputs()
     message = harness.message(body, message_id=message_id, delivery_count=delivery_count)
     await harness.functions()["rotate_application"](message, events)
     return [json.loads(e) for e in events.get()]
