@@ -121,6 +121,8 @@ def settle_duplicates(
     *,
     mine: str,
     request_id: str,
+    now: dt.datetime,
+    safety_age: dt.timedelta,
 ) -> Settle:
     """Two copies of one request processed at once each issue and store a credential; the
     one the unversioned secret resolves to wins, and every other stored credential of the same
@@ -132,12 +134,16 @@ def settle_duplicates(
     losers = [
         c for c in credentials if c.origin == request_id and c.key_id != winner and c.stored is not None
     ]
-    # Never our own fresh version, nor the one readers resolve: Graph may not list a credential
-    # added a moment ago, which would make its version look dangling.
+    # Never our own fresh version, nor the one readers resolve, nor one younger than the safety
+    # age: the application and the vault are read at slightly different moments, so a copy's
+    # credential added and stored in between (or one Graph does not list yet) would look
+    # dangling, and disabling its version would leave it without its value.
     dangling = [
         v
         for v in dangling_versions(passwords, versions)
-        if v.key_id != mine and (latest is None or v.version != latest.version)
+        if v.key_id != mine
+        and (latest is None or v.version != latest.version)
+        and (v.created_on is None or now - v.created_on >= safety_age)
     ]
     disable = [c.stored for c in losers if c.stored is not None] + dangling
     return Settle(keep=winner, remove=tuple(c.key_id for c in losers), disable=tuple(disable))

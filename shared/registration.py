@@ -341,7 +341,13 @@ class Workflow:
             self.graph.get_application(app.object_id), self.vault.versions(name), self.vault.latest(name)
         )
         settle = creds.settle_duplicates(
-            current.passwords, versions, latest, mine=new.info.key_id, request_id=origin
+            current.passwords,
+            versions,
+            latest,
+            mine=new.info.key_id,
+            request_id=origin,
+            now=self.now(),
+            safety_age=self.settings.rotation_safety_age.total_lower_bound(),
         )
         await gather_all(
             *(self.graph.remove_password(app.object_id, k) for k in settle.remove),
