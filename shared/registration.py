@@ -37,7 +37,7 @@ from shared.contracts import (
 )
 from shared.contracts import graph_permission_allowed as allowed_on_graph
 from shared.durations import parse_duration
-from shared.errors import NotFound, PermanentError, PermissionDenied, PolicyViolation, ReplicationPending
+from shared.errors import PermanentError, PermissionDenied, PolicyViolation, ReplicationPending
 from shared.graph import AppRecord, DesiredApplication, GraphGateway, ResourceAccess, ResourceApi
 from shared.keyvault import KeyVaultGateway, StoredVersion, secret_name
 from shared.settings import Settings
@@ -483,4 +483,4 @@ def _reply_credential(info: creds.PasswordInfo, stored: StoredVersion) -> ReplyC
     )
 
 
-__all__ = ["Delivery", "NotFound", "Workflow", "rejection_for"]
+__all__ = ["Delivery", "Workflow", "rejection_for"]
