@@ -17,6 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 lint: $(STAMP)
 	$(PY) -m ruff check shared handlers emulator function_app.py tests bench
 	$(PY) -m ruff format --check shared handlers emulator function_app.py
+	$(VENV)/bin/lint-imports
 
 types: $(STAMP)
 	$(PY) -m mypy
@@ -37,7 +38,7 @@ bench-smoke: $(STAMP)
 	$(PY) -m bench.run --smoke
 
 schemas: $(STAMP)
-	$(PY) -m shared.contracts > /dev/null
+	$(PY) -m shared.messages.schemas > /dev/null
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

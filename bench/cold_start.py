@@ -46,11 +46,11 @@ def child(module: str, unique_name: str) -> dict[str, Any]:
     }
 
     async def first() -> str:
-        from shared.clients import reset_platform_clients
+        from shared.testing import reset_clients
 
         reply = harness.Output()
         await functions["register_application"](harness.message(body), reply)
-        await reset_platform_clients()
+        await reset_clients()
         return str(json.loads(reply.get())["status"])
 
     before = time.perf_counter()

@@ -36,11 +36,11 @@ class Context:
 
     def reset(self, *, latency_ms: float = LATENCY_MS, rules: Sequence[dict[str, Any]] = ()) -> None:
         """The seeded tenant, an empty vault, the real time, and the service rebuilt over it."""
-        from shared import runtime
+        from shared import testing
 
         self.admin.reset()
         self.faults(latency_ms=latency_ms, rules=rules)
-        runtime.forget()
+        testing.forget()
 
     def faults(self, *, latency_ms: float = LATENCY_MS, rules: Sequence[dict[str, Any]] = ()) -> None:
         latency = [{"kind": "latency", "ms": latency_ms}] if latency_ms else []

@@ -206,7 +206,7 @@ critical path showed most of the service's CPU in msgraph's generated
 `Entity.get_field_deserializers`, the base-class step of parsing any Graph object: it executes
 about 2,400 `from .x import X` statements it never uses before returning its two setters
 (msgraph-sdk-python#584), ~11 ms of CPU per object, and its first call imports every model
-module of the SDK. `shared/clients.py` now replaces it, when the Graph client is built, with
+module of the SDK. `shared/adapters/clients.py` now replaces it, when the Graph client is built, with
 the same two setters (and only if the generated code is the one measured). Before and after,
 same machine, emulator without latency:
 

@@ -54,19 +54,24 @@ def _body(unique_name: str, lifetime: str) -> dict[str, Any]:
 
 async def _register_managed(managed: int, due: int) -> None:
     """Through the service's workflow, unpaced (setup is not what is measured)."""
-    from shared import runtime
-    from shared.contracts import parse_request
-    from shared.graph import GraphGateway, WritePacer
-    from shared.registration import Delivery
+    from shared import bootstrap
+    from shared.adapters.graph.applications import ApplicationsGateway
+    from shared.adapters.graph.calls import GraphCalls, WritePacer
+    from shared.adapters.graph.consent import ConsentGateway
+    from shared.messages.parsing import parse_request
+    from shared.messages.requests import RegisterRequest
+    from shared.services.delivery import Delivery
 
-    workflow = runtime.workflow()
-    fast = dataclasses.replace(workflow, graph=GraphGateway(workflow.graph.client, WritePacer(1e9, 10**9)))
+    deps = bootstrap.dependencies()
+    calls = GraphCalls(bootstrap.platform_clients().graph, WritePacer(1e9, 10**9))
+    fast = dataclasses.replace(deps, applications=ApplicationsGateway(calls), consent=ConsentGateway(calls))
 
     def job(n: int) -> Any:
         async def register() -> None:
             body = _body(f"managed-{n:05d}", "P3M" if n < due else "P24M")
             request = parse_request(json.dumps(body).encode())
-            reply = await fast.register(request, Delivery(message_id=f"setup-{n}"))  # type: ignore[arg-type]
+            assert isinstance(request, RegisterRequest)
+            reply = await register(fast, request, Delivery(message_id=f"setup-{n}"))
             assert reply.status == "succeeded", reply
 
         return register
@@ -117,7 +122,7 @@ async def _schedule(ctx: Context) -> dict[str, Any]:
 
 
 async def run(ctx: Context) -> dict[str, Any]:
-    from shared.registration import Workflow
+    from shared import testing
 
     if ctx.smoke:
         managed, due, tenants, owned_extra = 40, 4, [400, 2_000], 360
@@ -129,8 +134,7 @@ async def run(ctx: Context) -> dict[str, Any]:
     await _register_managed(managed, due)
     ctx.admin.advance(ADVANCE)
     clock = EmulatedClock(ctx)
-    original_now = Workflow.now
-    Workflow.now = lambda self: clock.now()  # type: ignore[method-assign]
+    testing.use_clock(clock.now)
     try:
         print(f"      setup: {managed} managed applications registered in {setup.seconds:.1f} s")
         ctx.faults()
@@ -152,7 +156,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         owned["afterRotations"] = True
         sizes.append(owned)
     finally:
-        Workflow.now = original_now  # type: ignore[method-assign]
+        testing.use_clock(None)
     large = sizes[1]
     result = {
         "managed": managed,

@@ -69,9 +69,9 @@ async def _run(names: list[str], smoke: bool) -> dict[str, Any]:
                 results[name] = await SCENARIOS[name].run(ctx)
                 results[name]["scenarioSeconds"] = round(time.perf_counter() - started, 1)
         finally:
-            from shared.clients import reset_platform_clients
+            from shared.testing import reset_clients
 
-            await reset_platform_clients()
+            await reset_clients()
     return results
 
 

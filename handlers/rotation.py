@@ -4,7 +4,8 @@
 message each to the rotation queue; it does no per-application work, so a tenant of any size
 fits in one invocation and one application's trouble cannot stop the others.
 ``rotate_application`` (rotation queue) converges one application. Both emit their actions and
-problems as events on the events queue. The decisions are in shared.rotation.
+problems as events on the events queue. The decisions are in shared.domain.planner, the
+workflows in shared.services.scheduler and shared.services.rotation.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 
 import azure.functions as func
 
-from shared.registration import Delivery
+from shared.services.delivery import Delivery
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -30,11 +31,13 @@ bp = func.Blueprint()
 async def rotation_scheduler(
     timer: func.TimerRequest, rotations: func.Out[list[str]], events: func.Out[list[str]]
 ) -> None:
-    from shared import rotation, runtime
+    # Imported here, not at the top: the platform SDKs cost about a second of cold start.
+    from shared import bootstrap
+    from shared.services.scheduler import schedule
 
     if timer.past_due:
         log.info("rotation.past_due")
-    sweep = await rotation.schedule(runtime.workflow())
+    sweep = await schedule(bootstrap.dependencies())
     rotations.set(sweep.messages)
     events.set(sweep.events)
 
@@ -47,8 +50,9 @@ async def rotation_scheduler(
     arg_name="events", queue_name="%EVENTS_QUEUE%", connection="ServiceBusConnection"
 )
 async def rotate_application(message: func.ServiceBusMessage, events: func.Out[list[str]]) -> None:
-    from shared import rotation, runtime
+    from shared import bootstrap
+    from shared.services.rotation import rotate_message
 
     delivery = Delivery(message_id=message.message_id or "", delivery_count=message.delivery_count or 1)
-    emitted = await rotation.rotate_message(runtime.workflow(), message.get_body(), delivery)
+    emitted = await rotate_message(bootstrap.dependencies(), message.get_body(), delivery)
     events.set([e.model_dump_json(by_alias=True) for e in emitted])

@@ -64,9 +64,9 @@ async def authenticates(
     """Read the stored secret as the service does and get a token with it, as a consumer would."""
     from azure.identity.aio import ClientSecretCredential
 
-    from shared import runtime
+    from shared import bootstrap
 
-    value = await runtime.workflow().vault.read(secret_name, version)
+    value = await bootstrap.dependencies().vault.read(secret_name, version)
     credential = ClientSecretCredential(
         settings["AZURE_TENANT_ID"],
         client_id,
@@ -167,13 +167,13 @@ async def rotate_demo(
 
 
 async def main(emulator: RunningEmulator) -> None:
-    from shared import runtime
-    from shared.clients import reset_platform_clients
+    from shared import testing
+    from shared.testing import reset_clients
 
     fns = functions()
     # The service decides at the emulator's time, which the demo moves forward.
     clock = EmulatorClock(emulator.admin)
-    runtime.use_clock(clock.now)
+    testing.use_clock(clock.now)
     try:
         print(
             f"Emulator at {emulator.settings['EMULATOR_URL']} (tenant {emulator.settings['AZURE_TENANT_ID']})"
@@ -183,7 +183,7 @@ async def main(emulator: RunningEmulator) -> None:
         if service and service["status"] == "succeeded":
             await rotate_demo(emulator, fns, service, clock)
     finally:
-        await reset_platform_clients()
+        await reset_clients()
 
 
 def run() -> None:

@@ -17,44 +17,20 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from types import MappingProxyType
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.durations import Duration, parse_duration
+from shared.domain.durations import Duration, parse_duration
+from shared.domain.planner import Policy as RotationPolicy
+from shared.domain.policy import BUILTIN_API_CATALOG, DEFAULT_GRAPH_PERMISSION_ALLOWLIST, RequestPolicy
+from shared.messages.fields import CATALOG_NAME_PATTERN, is_resource_reference
 
-__all__ = [
-    "AZURE_HEALTHCARE_APIS_APP_ID",
-    "BUILTIN_API_CATALOG",
-    "MICROSOFT_GRAPH_APP_ID",
-    "Settings",
-    "get_settings",
-]
-
-MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
-AZURE_HEALTHCARE_APIS_APP_ID = "4f6778d8-5aef-43dc-a1ff-b073724b9495"
-
-BUILTIN_API_CATALOG: Mapping[str, str] = MappingProxyType(
-    {
-        "microsoft-graph": MICROSOFT_GRAPH_APP_ID,
-        "azure-healthcare-apis": AZURE_HEALTHCARE_APIS_APP_ID,
-        "dicom": "https://dicom.healthcareapis.azure.com",
-    }
-)
-
-DEFAULT_GRAPH_PERMISSION_ALLOWLIST = "User.Read,openid,profile,email,offline_access,User.Read.All"
+__all__ = ["Settings", "get_settings"]
 
 # Key Vault keeps old versions readable by consumers that cache them for up to 24 h.
 MINIMUM_GRACE_PERIOD = timedelta(hours=24)
-
-CATALOG_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-GUID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
-# A resource's identifier URI as Entra stores it; no quote (it goes into OData filter
-# literals), whitespace, fragment or query.
-IDENTIFIER_URI_PATTERN = "^(?:https|api)://[^\\s\"'#?\\x00-\\x1f\\x7f-\\x9f]+$"
-IDENTIFIER_URI_MAX_LENGTH = 256
 
 _TENANT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253}[A-Za-z0-9])?")
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -233,18 +209,30 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 24 hours (PT24H): consumers may cache a secret that long")
         return value
 
+    @property
+    def request_policy(self) -> RequestPolicy:
+        """What a request is checked against (shared.domain.policy)."""
+        return RequestPolicy(
+            api_catalog=self.api_catalog,
+            graph_permission_allowlist=self.graph_permission_allowlist,
+            max_secret_lifetime=self.max_secret_lifetime,
+            default_secret_lifetime=self.default_secret_lifetime,
+        )
+
+    @property
+    def rotation_policy(self) -> RotationPolicy:
+        """The durations the rotation planner reads (shared.domain.planner)."""
+        return RotationPolicy(
+            window=self.rotation_window.total_lower_bound(),
+            grace=self.rotation_grace_period.total_lower_bound(),
+            safety_age=self.rotation_safety_age.total_lower_bound(),
+        )
+
     @model_validator(mode="after")
     def _default_within_maximum(self) -> Settings:
         if not self.default_secret_lifetime.never_exceeds(self.max_secret_lifetime):
             raise ValueError("DEFAULT_SECRET_LIFETIME must not exceed MAX_SECRET_LIFETIME")
         return self
-
-
-def is_resource_reference(value: str) -> bool:
-    """A resource appId (GUID) or identifier URI, the two forms a catalog entry or request may use."""
-    if re.fullmatch(GUID_PATTERN, value):
-        return True
-    return len(value) <= IDENTIFIER_URI_MAX_LENGTH and re.fullmatch(IDENTIFIER_URI_PATTERN, value) is not None
 
 
 @functools.cache

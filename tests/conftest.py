@@ -44,9 +44,9 @@ def emulator(emulator_process: RunningEmulator) -> RunningEmulator:
 async def _close_platform_clients() -> AsyncIterator[None]:
     """The service builds its SDK clients once per process; close them when the session ends."""
     yield
-    from shared.clients import reset_platform_clients
+    from shared.testing import reset_clients
 
-    await reset_platform_clients()
+    await reset_clients()
 
 
 # ---------------------------------------------------------------- the secret-leak detector

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from emulator.launcher import RunningEmulator
-from shared.errors import TransientError
+from shared.domain.errors import TransientError
 from tests import harness
 from tests.e2e.tenant import GRAPH_APP_ID, Tenant, parse_time, stored_secret_authenticates
 

@@ -15,7 +15,7 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from emulator.launcher import EmulatorClock, RunningEmulator
-from shared import runtime
+from shared import testing
 from shared.settings import get_settings
 from tests import harness
 from tests.e2e.tenant import Tenant, parse_time, stored_secret_authenticates
@@ -27,9 +27,9 @@ TAG = "managed-by:entra-app-registration-service"
 def clock(emulator: RunningEmulator) -> Iterator[EmulatorClock]:
     """The service decides at the emulator's time, which the test moves."""
     emulated = EmulatorClock(emulator.admin)
-    runtime.use_clock(emulated.now)
+    testing.use_clock(emulated.now)
     yield emulated
-    runtime.use_clock(None)
+    testing.use_clock(None)
 
 
 @pytest.fixture
@@ -40,12 +40,12 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         for key, value in values.items():
             monkeypatch.setenv(key, value)
         get_settings.cache_clear()
-        runtime.forget()
+        testing.forget()
 
     yield set_env
     monkeypatch.undo()
     get_settings.cache_clear()
-    runtime.forget()
+    testing.forget()
 
 
 def register_body(unique_name: str, credential: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -380,22 +380,22 @@ async def test_a_crash_between_add_password_and_the_vault_write_leaves_no_orphan
     emulator: RunningEmulator, clock: EmulatorClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The process dies right after addPassword answered: the redelivery removes the orphan."""
-    from shared.graph import GraphGateway
+    from shared.adapters.graph.applications import ApplicationsGateway
 
     await register("rot-died")
     clock.advance("P70D")
     [body], _ = await run_scheduler()
-    real = GraphGateway.add_password
+    real = ApplicationsGateway.add_password
 
-    async def dies(self: GraphGateway, *args: Any, **kwargs: Any) -> Any:
+    async def dies(self: ApplicationsGateway, *args: Any, **kwargs: Any) -> Any:
         await real(self, *args, **kwargs)
         raise SystemExit("killed")  # not an Exception: nothing in the service handles it
 
-    monkeypatch.setattr(GraphGateway, "add_password", dies)
+    monkeypatch.setattr(ApplicationsGateway, "add_password", dies)
     with pytest.raises(SystemExit):
         await deliver_rotation(body)
     assert len(Tenant.read(emulator).orphans("rot-died")) == 1
-    monkeypatch.setattr(GraphGateway, "add_password", real)
+    monkeypatch.setattr(ApplicationsGateway, "add_password", real)
     await deliver_rotation(body, delivery_count=2)
     tenant = Tenant.read(emulator)
     assert tenant.orphans("rot-died") == []

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from emulator.launcher import EmulatorClock, RunningEmulator
-from shared import runtime
-from shared.graph import GraphGateway
-from shared.keyvault import KeyVaultGateway
+from shared import testing
+from shared.adapters.graph.applications import ApplicationsGateway
+from shared.adapters.keyvault import KeyVaultGateway
 from tests.e2e.tenant import Tenant, parse_time, stored_secret_authenticates
 from tests.e2e.test_rotation import (
     check_invariants,
@@ -49,7 +49,7 @@ def install_crashes(monkeypatch: pytest.MonkeyPatch, rng: random.Random, rate: f
     (Not after the vault's store: issue_secret's own error handling would run, which a dead
     process cannot; the lost-response rule on Key Vault writes covers that moment.)"""
     for owner, names in (
-        (GraphGateway, ("add_password", "remove_password")),
+        (ApplicationsGateway, ("add_password", "remove_password")),
         (KeyVaultGateway, ("disable",)),
     ):
         for name in names:
@@ -73,7 +73,7 @@ async def simulate(
     try:
         return await _simulate(emulator, monkeypatch, apps=apps, days=days, seed=seed)
     finally:
-        runtime.use_clock(None)
+        testing.use_clock(None)
 
 
 async def _simulate(
@@ -81,7 +81,7 @@ async def _simulate(
 ) -> dict[str, int]:
     rng = random.Random(seed)
     clock = EmulatorClock(emulator.admin)
-    runtime.use_clock(clock.now)
+    testing.use_clock(clock.now)
     names: list[str] = []
     client_ids: dict[str, str] = {}
     for i in range(apps):

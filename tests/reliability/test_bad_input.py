@@ -26,8 +26,10 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from emulator.launcher import RunningEmulator
-from shared.contracts import MAX_BODY_BYTES, SCHEMA_DIRECTORY, check_policy, parse_request
-from shared.durations import parse_duration
+from shared.domain.durations import parse_duration
+from shared.domain.policy import check_policy
+from shared.messages.parsing import MAX_BODY_BYTES, parse_request
+from shared.messages.schemas import SCHEMA_DIRECTORY
 from shared.settings import Settings
 from tests import harness
 from tests.e2e.test_registration import graph_writes
@@ -261,7 +263,7 @@ def service_settings() -> Settings:
 @given(valid_messages)
 def test_every_valid_message_is_accepted(body: bytes) -> None:
     request = parse_request(body)
-    assert check_policy(request, service_settings()) == []
+    assert check_policy(request, service_settings().request_policy, dt.datetime.now(dt.UTC)) == []
 
 
 # ---------------------------------------------------------------- invalid requests

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from emulator.launcher import EmulatorClock, RunningEmulator
-from shared import runtime
+from shared import testing
 from tests import harness
 from tests.e2e.tenant import parse_time
 from tests.e2e.test_registration import sample
@@ -50,12 +50,12 @@ class ScheduledRotation:
         self.body = ""
 
     async def prepare(self, emulator: RunningEmulator) -> None:
-        runtime.use_clock(None)
+        testing.use_clock(None)
         reply = await harness.register(sample("service-client"))
         end = parse_time(reply["credential"]["endDateTime"])
         clock = EmulatorClock(emulator.admin)
         clock.set(end - dt.timedelta(days=20))
-        runtime.use_clock(clock.now)
+        testing.use_clock(clock.now)
         [self.body], _ = await run_scheduler()
 
     async def deliver(self) -> dict[str, Any]:
@@ -109,5 +109,5 @@ async def test_every_crash_point_converges(emulator: RunningEmulator, scenario: 
     try:
         covered = await check_every_crash_point(emulator, scenario, fault)
     finally:
-        runtime.use_clock(None)
+        testing.use_clock(None)
     print(f"{scenario.name}: {fault} at each of {covered} requests converged")

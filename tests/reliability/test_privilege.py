@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from emulator.launcher import RunningEmulator
 from emulator.seed import SERVICE_ROLES
-from shared import clients, runtime
+from shared import testing
 from tests import harness
 from tests.e2e.tenant import GRAPH_APP_ID, Tenant
 from tests.e2e.test_registration import sample, service_request
@@ -20,8 +20,8 @@ from tests.e2e.test_registration import sample, service_request
 
 async def _fresh_token() -> None:
     """Tokens carry the roles granted when they were issued: start the service's clients anew."""
-    await clients.reset_platform_clients()
-    runtime.forget()
+    await testing.reset_clients()
+    testing.forget()
 
 
 @pytest_asyncio.fixture

@@ -11,31 +11,34 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from shared.contracts import (
-    MAX_BODY_BYTES,
+from shared.domain.durations import parse_duration
+from shared.domain.policy import (
+    RequestedSecret,
+    RequestPolicy,
+    check_policy,
+    is_microsoft_graph,
+    requested_secret,
+    resolve_api,
+)
+from shared.messages.base import FieldError, RequestRejected
+from shared.messages.parsing import MAX_BODY_BYTES, parse_request
+from shared.messages.replies import (
     ConsentResult,
-    DecommissionRequest,
-    FieldError,
-    NoCredential,
-    RegisterRequest,
     RegistrationReply,
     RemovedResources,
     ReplyApplication,
     ReplyCredential,
-    RequestedSecret,
-    RequestRejected,
+)
+from shared.messages.replies import rejected as rejected_reply
+from shared.messages.requests import (
+    DecommissionRequest,
+    NoCredential,
+    RegisterRequest,
     RotateRequest,
     SecretCredential,
-    check_policy,
     derive_unique_name,
-    is_microsoft_graph,
-    json_schemas,
-    parse_request,
-    render_schema,
-    requested_secret,
-    resolve_api,
 )
-from shared.durations import parse_duration
+from shared.messages.schemas import json_schemas, render_schema
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,11 +67,12 @@ VALID: dict[str, Any] = {
 }
 
 
-def settings(**values: str) -> Settings:
+def settings(**values: str) -> RequestPolicy:
+    """The request policy of a service configured with ``values``."""
     return Settings(
         **{"AZURE_TENANT_ID": "contoso.onmicrosoft.com", "KEY_VAULT_URL": "https://kv.vault.azure.net"}
         | values
-    )
+    ).request_policy
 
 
 def body(document: object) -> bytes:
@@ -989,7 +993,7 @@ def parses_or_rejects(raw: bytes) -> None:
         assert rejected.errors
         assert all(isinstance(error, FieldError) for error in rejected.errors)
         assert len(rejected.errors) <= 21
-        RegistrationReply.rejected(rejected).model_dump_json()
+        rejected_reply(rejected.request_id, rejected.errors).model_dump_json()
 
 
 @FAST
@@ -1130,7 +1134,8 @@ def test_decommission_reply() -> None:
 
 
 def test_rejected_reply() -> None:
-    reply = RegistrationReply.rejected(rejection(with_changes("action", "nope")))
+    problem = rejection(with_changes("action", "nope"))
+    reply = rejected_reply(problem.request_id, problem.errors)
     assert reply.status == "rejected"
     assert reply.request_id == "SNOW-CHG0012345"
     assert [e.field for e in reply.errors] == ["action"]

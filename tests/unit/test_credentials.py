@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from shared.credentials import (
-    credential_name,
-    dangling_versions,
-    origin_of,
-    plan_registration_secret,
-    settle_duplicates,
-)
-from shared.graph import PasswordInfo
-from shared.keyvault import StoredVersion
+from shared.domain.credentials import dangling_versions, plan_registration_secret, settle_duplicates
+from shared.domain.records import PasswordInfo, StoredVersion
+from shared.domain.stored import credential_name, origin_of
 
 NOW = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)

@@ -8,9 +8,8 @@ import random
 
 import pytest
 
-from shared.graph import AppRecord, PasswordInfo
-from shared.keyvault import StoredVersion
-from shared.rotation import Plan, Policy, Step, plan_rotation, rotate_at, triage
+from shared.domain.planner import Plan, Policy, Step, plan_rotation, rotate_at, triage
+from shared.domain.records import AppRecord, PasswordInfo, StoredVersion
 
 NOW = dt.datetime(2027, 6, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from shared.secrets import SecretValue
+from shared.domain.secret_value import SecretValue
 
 PLAINTEXT = "s3cr3t~Value.With-Chars_0123456789"
 

@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from shared.durations import Duration, parse_duration
-from shared.settings import BUILTIN_API_CATALOG, Settings, get_settings
+from shared.domain.durations import Duration, parse_duration
+from shared.domain.policy import BUILTIN_API_CATALOG
+from shared.settings import Settings, get_settings
 
 SETTING_NAMES = [
     "AZURE_TENANT_ID",

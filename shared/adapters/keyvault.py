@@ -2,43 +2,31 @@
 
 Each managed application has one Key Vault secret (``app-{uniqueName}``); every client
 secret the service creates for it is a new *version* of that secret, tagged with the
-credential's ``keyId``, so that readers of the unversioned id always get the newest and the
-service can prove which credentials have their value stored. Retries are azure-core's
-(429/5xx and dropped connections, with backoff); errors are mapped to shared.errors.
+credential's ``keyId`` (shared.domain.stored), so that readers of the unversioned id always
+get the newest and the service can prove which credentials have their value stored. Retries
+are azure-core's (429/5xx and dropped connections, with backoff); errors are mapped to
+shared.domain.errors, so nothing above sees an azure-core exception.
+
+Every method says what it returns, what it raises and the Key Vault data action it needs;
+the built-in role *Key Vault Secrets Officer* on the vault grants all of them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from shared.errors import NotFound, PermanentError, PermissionDenied, TransientError
-from shared.secrets import SecretValue
+from shared.domain.errors import NotFound, PermanentError, PermissionDenied, TransientError
+from shared.domain.records import StoredVersion
+from shared.domain.secret_value import SecretValue
+from shared.domain.stored import KEY_ID, SECRET_CONTENT_TYPE
 
 if TYPE_CHECKING:
     from azure.keyvault.secrets import SecretProperties
     from azure.keyvault.secrets.aio import SecretClient
 
 T = TypeVar("T")
-CONTENT_TYPE = "application/vnd.ms-entra.client-secret"
-
-
-def secret_name(unique_name: str) -> str:
-    """The Key Vault secret of an application (uniqueName is already a valid secret name)."""
-    return f"app-{unique_name}"
-
-
-@dataclass(frozen=True)
-class StoredVersion:
-    id: str
-    version: str
-    key_id: str | None
-    enabled: bool
-    expires_on: dt.datetime | None
-    created_on: dt.datetime | None
-    tags: Mapping[str, str]
 
 
 def _inner_code(error: Exception) -> str | None:
@@ -54,7 +42,7 @@ def _version(properties: SecretProperties) -> StoredVersion:
     return StoredVersion(
         id=str(properties.id),
         version=str(properties.version),
-        key_id=tags.get("keyId"),
+        key_id=tags.get(KEY_ID),
         enabled=bool(properties.enabled),
         expires_on=properties.expires_on,
         created_on=properties.created_on,
@@ -97,7 +85,11 @@ class KeyVaultGateway:
             raise PermanentError(code, detail) from None
 
     async def versions(self, name: str) -> list[StoredVersion]:
-        """Every version of the secret (properties and tags, never values); [] if none."""
+        """Every version of the secret (properties and tags, never values); [] if none.
+
+        Raises ``PermissionDenied``, ``TransientError``. Needs
+        ``Microsoft.KeyVault/vaults/secrets/readMetadata/action``.
+        """
 
         async def collect() -> list[StoredVersion]:
             return [_version(p) async for p in self.client.list_properties_of_secret_versions(name)]
@@ -109,7 +101,11 @@ class KeyVaultGateway:
 
     async def latest_versions(self, prefix: str = "") -> AsyncIterator[tuple[str, StoredVersion]]:
         """(name, current version's properties and tags) of every secret whose name starts with
-        ``prefix``, page by page: one listing instead of one request per secret."""
+        ``prefix``, page by page: one listing instead of one request per secret.
+
+        Raises ``PermissionDenied``, ``TransientError``. Needs
+        ``Microsoft.KeyVault/vaults/secrets/readMetadata/action``.
+        """
         pages = self.client.list_properties_of_secrets().by_page()
         while True:
             try:
@@ -122,7 +118,11 @@ class KeyVaultGateway:
 
     async def latest(self, name: str) -> StoredVersion | None:
         """The version readers of the unversioned id get, or None if there is none (or it is
-        disabled, which makes the unversioned id unreadable)."""
+        disabled, which makes the unversioned id unreadable).
+
+        Raises ``PermissionDenied``, ``TransientError``. Needs
+        ``Microsoft.KeyVault/vaults/secrets/getSecret/action``.
+        """
         try:
             secret = await self._call(f"read {name}", lambda: self.client.get_secret(name))
         except NotFound:
@@ -143,14 +143,20 @@ class KeyVaultGateway:
         expires_on: dt.datetime,
     ) -> StoredVersion:
         """A new version of ``name`` holding ``value``. A soft-deleted name is recovered first
-        (409 ObjectIsDeletedButRecoverable), so the secret's history is kept."""
+        (409 ObjectIsDeletedButRecoverable), so the secret's history is kept.
+
+        Returns the new version. Raises ``TransientError`` (a lost response may hide a write
+        that happened: look for the version before acting on it), ``PermissionDenied``,
+        ``PermanentError``. Needs ``Microsoft.KeyVault/vaults/secrets/setSecret/action`` (and
+        ``.../recover/action`` for a soft-deleted name).
+        """
 
         async def set_secret() -> StoredVersion:
             secret = await self.client.set_secret(
                 name,
                 value.reveal(),
                 tags=dict(tags),
-                content_type=CONTENT_TYPE,
+                content_type=SECRET_CONTENT_TYPE,
                 not_before=not_before,
                 expires_on=expires_on,
             )
@@ -165,11 +171,19 @@ class KeyVaultGateway:
         return await self._call(f"store a version of {name}", set_secret)
 
     async def recover(self, name: str) -> None:
-        # The async client's recover waits for the recovery to complete before returning.
+        """Recover a soft-deleted secret with its versions; waits until it is done.
+
+        Raises ``NotFound`` when nothing is deleted under ``name``, ``PermissionDenied``,
+        ``TransientError``. Needs ``Microsoft.KeyVault/vaults/secrets/recover/action``.
+        """
         await self._call(f"recover {name}", lambda: self.client.recover_deleted_secret(name))
 
     async def disable(self, name: str, version: str, tags: Mapping[str, str] | None = None) -> None:
-        """Disable one version (its value can no longer be read); ``tags`` replace its tags."""
+        """Disable one version (its value can no longer be read); ``tags`` replace its tags.
+
+        Raises ``NotFound``, ``PermissionDenied``, ``TransientError``. Needs
+        ``Microsoft.KeyVault/vaults/secrets/update/action``.
+        """
         new_tags = None if tags is None else dict(tags)  # None: the tags are left as they are
         await self._call(
             f"disable {name}/{version}",
@@ -177,6 +191,10 @@ class KeyVaultGateway:
         )
 
     async def read(self, name: str, version: str | None = None) -> SecretValue:
-        """The stored value (for proving it authenticates; the service never logs it)."""
+        """The stored value (for proving it authenticates; the service never logs it).
+
+        Raises ``NotFound``, ``PermissionDenied`` (also for a disabled version),
+        ``TransientError``. Needs ``Microsoft.KeyVault/vaults/secrets/getSecret/action``.
+        """
         secret = await self._call(f"read {name}", lambda: self.client.get_secret(name, version))
         return SecretValue(secret.value or "")

@@ -7,7 +7,7 @@
   lag that outlasted the in-step retries). Raise, so that Service Bus redelivers; on the last
   delivery reply ``failed`` with the reason.
 
-Gateways map platform errors (Graph error codes, Key Vault error codes, transport errors)
+The adapters map platform errors (Graph error codes, Key Vault error codes, transport errors)
 into these, so workflows never see an SDK exception. Messages never carry secret values.
 """
 

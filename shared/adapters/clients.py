@@ -1,9 +1,10 @@
-"""The platform clients: one credential, one Graph client and one Key Vault client per
-process (per event loop), built lazily on first use.
+"""Builds the platform's SDK clients: one credential, one Graph client and one Key Vault
+client, configured for the endpoints and CA in the settings (shared.bootstrap keeps one set
+per process and event loop).
 
 Importing this module is cheap: msgraph-sdk (~0.2-0.9 s to import) and the Azure SDKs are
-imported inside ``platform_clients()``, so a cold start that only validates a bad request
-never pays for them.
+imported inside the builders, so a cold start that only validates a bad request never pays
+for them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -35,9 +36,6 @@ class PlatformClients:
     async def close(self) -> None:
         await self.vault.close()
         await self.credential.close()
-
-
-_clients: PlatformClients | None = None
 
 
 def build_credential(settings: Settings) -> AsyncTokenCredential:
@@ -114,7 +112,7 @@ def build_graph_client(settings: Settings, credential: AsyncTokenCredential) -> 
     verify: ssl.SSLContext | bool = True
     if settings.platform_ca_file:
         verify = ssl.create_default_context(cafile=str(settings.platform_ca_file))
-    # The gateway owns retries (shared.graph): kiota's RetryHandler would re-send a POST such
+    # The gateway owns retries (shared.adapters.graph.calls): kiota's RetryHandler would re-send a POST such
     # as addPassword on a 429/503 and could create a second secret, and it cannot pace writes.
     no_retry = RetryHandlerOption(max_retries=0, should_retry=False)
     http = GraphClientFactory.create_with_default_middleware(
@@ -143,25 +141,12 @@ def build_secret_client(settings: Settings, credential: AsyncTokenCredential) ->
     return SecretClient(settings.key_vault_url, credential, **kwargs)
 
 
-def platform_clients() -> PlatformClients:
-    """The process's clients, rebuilt if the event loop changed (the SDKs bind to one loop)."""
-    global _clients
-    loop = asyncio.get_running_loop()
-    if _clients is None or _clients.loop is not loop:
-        settings = get_settings()
-        credential = build_credential(settings)
-        _clients = PlatformClients(
-            credential=credential,
-            graph=build_graph_client(settings, credential),
-            vault=build_secret_client(settings, credential),
-            loop=loop,
-        )
-    return _clients
-
-
-async def reset_platform_clients() -> None:
-    """Close and forget the clients (tests that change settings between runs)."""
-    global _clients
-    if _clients is not None:
-        clients, _clients = _clients, None
-        await clients.close()
+def build_platform_clients(settings: Settings, loop: asyncio.AbstractEventLoop) -> PlatformClients:
+    """One credential and the clients that share it, bound to ``loop`` (the SDKs bind to one)."""
+    credential = build_credential(settings)
+    return PlatformClients(
+        credential=credential,
+        graph=build_graph_client(settings, credential),
+        vault=build_secret_client(settings, credential),
+        loop=loop,
+    )

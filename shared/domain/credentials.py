@@ -1,34 +1,18 @@
 """Pure decisions about an application's client secrets, over plain data.
 
-A credential the service creates carries a marker at the end of its display name,
-``[managed:{origin}]`` (origin: the request id, or ``rotation``), so that the service can
-tell its own credentials from ones people added by hand, even when a crash left one without
-its value in Key Vault. A credential is *stored* when an enabled version of the app's Key
-Vault secret is tagged with its ``keyId``.
+A credential is *managed* when its display name carries the service's marker
+(shared.domain.stored), and *stored* when an enabled version of the app's Key Vault secret is
+tagged with its ``keyId``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from shared.graph import PasswordInfo
-from shared.keyvault import StoredVersion
-
-_MARKER = re.compile(r"\[managed:(?P<origin>[^\]]*)\]$")
-ROTATION_ORIGIN = "rotation"
-
-
-def credential_name(description: str, origin: str) -> str:
-    return f"{description} [managed:{origin}]"
-
-
-def origin_of(display_name: str) -> str | None:
-    """The origin of a credential the service created; None for any other credential."""
-    match = _MARKER.search(display_name)
-    return match["origin"] if match else None
+from shared.domain.records import PasswordInfo, StoredVersion
+from shared.domain.stored import origin_of
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,344 @@
+"""Microsoft Graph gateway for applications, their service principals and their client secrets.
+
+Every method says what it returns, what it raises (shared.domain.errors types, never an SDK
+error) and the Graph application permission it needs. Calls run through ``GraphCalls``
+(retries, pacing, error mapping); callers get plain records (shared.domain.records).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from shared.adapters.graph.calls import GraphCalls
+from shared.domain.errors import NotFound, PermanentError, ReplicationPending, TransientError
+from shared.domain.records import AppRecord, DesiredApplication, NewPassword, PasswordInfo
+from shared.domain.secret_value import SecretValue
+
+if TYPE_CHECKING:
+    from msgraph.generated.models.application import Application
+    from msgraph.generated.models.password_credential import PasswordCredential
+
+APP_SELECT = ["id", "appId", "uniqueName", "displayName", "tags", "passwordCredentials", "createdDateTime"]
+
+
+class ApplicationsGateway:
+    """Applications, service principals and password credentials, through one ``GraphCalls``."""
+
+    def __init__(self, calls: GraphCalls) -> None:
+        self.calls = calls
+
+    # -- applications ----------------------------------------------------------------------
+
+    @staticmethod
+    def _application_body(desired: DesiredApplication) -> Application:
+        from msgraph.generated.models.application import Application
+        from msgraph.generated.models.public_client_application import PublicClientApplication
+        from msgraph.generated.models.required_resource_access import RequiredResourceAccess
+        from msgraph.generated.models.resource_access import ResourceAccess as GraphResourceAccess
+        from msgraph.generated.models.spa_application import SpaApplication
+        from msgraph.generated.models.web_application import WebApplication
+
+        return Application(
+            display_name=desired.display_name,
+            sign_in_audience="AzureADMyOrg",
+            tags=list(desired.tags),
+            notes=desired.notes,
+            is_fallback_public_client=desired.is_fallback_public_client,
+            web=WebApplication(redirect_uris=list(desired.web_redirect_uris)),
+            public_client=PublicClientApplication(redirect_uris=list(desired.public_client_redirect_uris)),
+            spa=SpaApplication(redirect_uris=list(desired.spa_redirect_uris)),
+            required_resource_access=[
+                RequiredResourceAccess(
+                    resource_app_id=access.resource_app_id,
+                    resource_access=[
+                        GraphResourceAccess(id=uuid.UUID(i), type="Scope") for i in access.scope_ids
+                    ]
+                    + [GraphResourceAccess(id=uuid.UUID(i), type="Role") for i in access.role_ids],
+                )
+                for access in desired.required_resource_access
+            ],
+        )
+
+    async def upsert_application(
+        self, unique_name: str, desired: DesiredApplication
+    ) -> tuple[AppRecord, bool]:
+        """Create or update the application whose uniqueName is ``unique_name``.
+
+        Graph's upsert (``PATCH /applications(uniqueName=...)`` with ``Prefer: create-if-missing``):
+        201 with the object when it created it, 204 when it updated it (then the object is read).
+
+        Returns ``(app, created)``. Raises ``PermissionDenied`` when the app exists and the
+        service does not own it, ``ReplicationPending`` when the updated app is not readable
+        yet, ``TransientError`` on throttling or outages. Needs ``Application.ReadWrite.OwnedBy``.
+        """
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+
+        config: RequestConfiguration[Any] = RequestConfiguration()
+        config.headers.add("Prefer", "create-if-missing")
+        body = self._application_body(desired)
+        builder = self.calls.app_by_unique_name(unique_name)
+        created = await self.calls.upsert(
+            f"upsert application {unique_name}", lambda: builder.patch(body, config)
+        )
+        if created is not None:
+            return _app_record(created), True
+        # 204: updated; Graph returns no body, so read what the dependent steps need.
+        app = await self.get_application_by_unique_name(unique_name, dependent=True)
+        if app is None:
+            raise ReplicationPending(
+                "Request_ResourceNotFound", f"application {unique_name} not readable yet"
+            )
+        return app, False
+
+    async def get_application_by_unique_name(
+        self, unique_name: str, dependent: bool = False
+    ) -> AppRecord | None:
+        """The application whose uniqueName is ``unique_name``, or None when there is none.
+
+        Raises ``PermissionDenied`` without read access, ``ReplicationPending`` (``dependent``: right
+        after a create), ``TransientError``. Needs ``Application.ReadWrite.OwnedBy``."""
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications_with_unique_name.applications_with_unique_name_request_builder import (
+            ApplicationsWithUniqueNameRequestBuilder,
+        )
+
+        params = ApplicationsWithUniqueNameRequestBuilder.ApplicationsWithUniqueNameRequestBuilderGetQueryParameters(
+            select=APP_SELECT
+        )
+        builder = self.calls.app_by_unique_name(unique_name)
+        try:
+            app = await self.calls.call(
+                f"read application {unique_name}",
+                lambda: builder.get(RequestConfiguration(query_parameters=params)),
+                dependent=dependent,
+            )
+        except NotFound:
+            return None
+        return _app_record(app) if app else None
+
+    async def get_application(self, object_id: str, dependent: bool = True) -> AppRecord:
+        """The application with object id ``object_id``.
+
+        Raises ``NotFound`` when it does not exist (``ReplicationPending`` instead when
+        ``dependent``, right after a create), ``TransientError``. Needs ``Application.ReadWrite.OwnedBy``."""
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications.item.application_item_request_builder import (
+            ApplicationItemRequestBuilder,
+        )
+
+        params = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters(
+            select=APP_SELECT
+        )
+        builder = self.calls.client.applications.by_application_id(object_id)
+        app = await self.calls.call(
+            f"read application {object_id}",
+            lambda: builder.get(RequestConfiguration(query_parameters=params)),
+            dependent=dependent,
+        )
+        if app is None:
+            raise NotFound("Request_ResourceNotFound", f"application {object_id}")
+        return _app_record(app)
+
+    async def delete_application(self, object_id: str) -> bool:
+        """Delete the application (Entra keeps it restorable for 30 days).
+
+        Returns True when this call (or its earlier attempt whose response was lost) deleted it,
+        False when it was already gone. Raises ``PermissionDenied`` when the service does not
+        own it, ``TransientError``. Needs ``Application.ReadWrite.OwnedBy`` and ownership.
+        """
+        builder = self.calls.client.applications.by_application_id(object_id)
+        try:
+            await self.calls.call(f"delete application {object_id}", builder.delete, write=True)
+        except NotFound as gone:
+            return gone.after_lost_response  # our earlier attempt deleted it
+        return True
+
+    async def owned_applications(
+        self, owner_sp_id: str, page_size: int = 999, select: Sequence[str] = APP_SELECT
+    ) -> AsyncIterator[AppRecord]:
+        """The applications ``owner_sp_id`` owns, page by page (never all in memory), with only
+        the ``select``ed properties filled in. The ``microsoft.graph.application`` cast leaves
+        out the service principals it also owns: half the objects to page through and parse.
+
+        Yields ``AppRecord``s. Raises ``NotFound`` for an unknown owner, ``TransientError``.
+        Needs ``Application.ReadWrite.OwnedBy``.
+        """
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.service_principals.item.owned_objects.graph_application.graph_application_request_builder import (
+            GraphApplicationRequestBuilder,
+        )
+
+        params = GraphApplicationRequestBuilder.GraphApplicationRequestBuilderGetQueryParameters(
+            select=list(select), top=page_size
+        )
+        builder = self.calls.client.service_principals.by_service_principal_id(
+            owner_sp_id
+        ).owned_objects.graph_application
+        page = await self.calls.call(
+            "list owned applications", lambda: builder.get(RequestConfiguration(query_parameters=params))
+        )
+        while page is not None:
+            for item in page.value or []:
+                yield _app_record(item)
+            next_link = page.odata_next_link
+            if not next_link:
+                return
+            next_builder = builder.with_url(next_link)
+            page = await self.calls.call("list owned applications (next page)", next_builder.get)
+
+    async def service_principal_id_of(self, app_id: str) -> str:
+        """The object id of the service principal of ``app_id`` (e.g. the service's own identity).
+
+        Raises ``NotFound`` when the app has none, ``TransientError``. Needs
+        ``Application.ReadWrite.OwnedBy`` (which reads service principals).
+        """
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.service_principals_with_app_id.service_principals_with_app_id_request_builder import (
+            ServicePrincipalsWithAppIdRequestBuilder,
+        )
+
+        params = ServicePrincipalsWithAppIdRequestBuilder.ServicePrincipalsWithAppIdRequestBuilderGetQueryParameters(
+            select=["id"]
+        )
+        builder = self.calls.sp_by_app_id(app_id)
+        sp = await self.calls.call(
+            f"read service principal {app_id}",
+            lambda: builder.get(RequestConfiguration(query_parameters=params)),
+        )
+        if sp is None or not sp.id:
+            raise NotFound("Request_ResourceNotFound", f"service principal of {app_id}")
+        return str(sp.id)
+
+    # -- credentials -----------------------------------------------------------------------
+
+    async def add_password(
+        self, object_id: str, display_name: str, start: dt.datetime, end: dt.datetime
+    ) -> NewPassword:
+        """A new client secret on the application (``addPassword``): the only moment the value
+        exists outside Key Vault. Not retried on a lost response (a second call would make a
+        second secret).
+
+        Returns ``NewPassword`` (the value as a ``SecretValue``). Raises ``PolicyViolation``
+        when a tenant app-management policy refuses it, ``TransientError`` (``LostResponse``
+        when the call may have taken effect), ``PermissionDenied``. Needs
+        ``Application.ReadWrite.OwnedBy`` and ownership.
+        """
+        from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
+            AddPasswordPostRequestBody,
+        )
+        from msgraph.generated.models.password_credential import PasswordCredential
+
+        body = AddPasswordPostRequestBody(
+            password_credential=PasswordCredential(
+                display_name=display_name, start_date_time=start, end_date_time=end
+            )
+        )
+        builder = self.calls.client.applications.by_application_id(object_id).add_password
+        created = await self.calls.call(
+            f"add password to {object_id}",
+            lambda: builder.post(body),
+            write=True,
+            idempotent=False,
+            dependent=True,
+        )
+        if created is None or not created.secret_text:
+            raise TransientError("EmptyResponse", "addPassword answered without a secret")
+        secret = SecretValue(created.secret_text)
+        created.secret_text = None  # the kiota model must not keep the value around
+        return NewPassword(info=_password_info(created), secret=secret)
+
+    async def remove_password(self, object_id: str, key_id: str) -> bool:
+        """Remove one client secret (``removePassword``).
+
+        Returns False when the credential (or the app) was already gone. Raises
+        ``PermissionDenied``, ``TransientError``. Needs ``Application.ReadWrite.OwnedBy`` and
+        ownership.
+        """
+        from msgraph.generated.applications.item.remove_password.remove_password_post_request_body import (
+            RemovePasswordPostRequestBody,
+        )
+
+        body = RemovePasswordPostRequestBody(key_id=uuid.UUID(key_id))
+        builder = self.calls.client.applications.by_application_id(object_id).remove_password
+        try:
+            # Removing a credential twice is harmless, so a lost response may be retried.
+            await self.calls.call(f"remove password {key_id}", lambda: builder.post(body), write=True)
+        except NotFound:
+            return False
+        except PermanentError as error:
+            if "no password credential" in error.message.lower() or "keyid" in error.message.lower():
+                return False
+            raise
+        return True
+
+    # -- service principals, consent -------------------------------------------------------
+
+    async def upsert_service_principal(self, app_id: str) -> str:
+        """The id of the app's service principal, created if missing (Graph's upsert by appId).
+
+        Raises ``ReplicationPending`` while the new app replicates, ``PermissionDenied``,
+        ``TransientError``. Needs ``Application.ReadWrite.OwnedBy``.
+        """
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.models.service_principal import ServicePrincipal
+
+        config: RequestConfiguration[Any] = RequestConfiguration()
+        config.headers.add("Prefer", "create-if-missing")
+        builder = self.calls.sp_by_app_id(app_id)
+        created = await self.calls.upsert(
+            f"upsert service principal {app_id}",
+            lambda: builder.patch(
+                ServicePrincipal(tags=["WindowsAzureActiveDirectoryIntegratedApp"]), config
+            ),
+            dependent=True,
+        )
+        if created is not None and created.id:
+            return str(created.id)
+        sp = await self.calls.call(f"read service principal {app_id}", builder.get, dependent=True)
+        if sp is None or not sp.id:
+            raise ReplicationPending(
+                "Request_ResourceNotFound", f"service principal of {app_id} not readable yet"
+            )
+        return str(sp.id)
+
+    async def delete_service_principal_of(self, app_id: str) -> bool:
+        """Delete the service principal of ``app_id``, and with it its consent.
+
+        Returns False when it was already gone. Raises ``PermissionDenied``, ``TransientError``.
+        Needs ``Application.ReadWrite.OwnedBy`` and ownership."""
+        builder = self.calls.sp_by_app_id(app_id)
+        try:
+            await self.calls.call(f"delete service principal {app_id}", builder.delete, write=True)
+        except NotFound as gone:
+            return gone.after_lost_response  # our earlier attempt deleted it
+        return True
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime:
+    if value is None:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _password_info(credential: PasswordCredential) -> PasswordInfo:
+    return PasswordInfo(
+        key_id=str(credential.key_id),
+        display_name=credential.display_name or "",
+        hint=credential.hint or "",
+        start=_utc(credential.start_date_time),
+        end=_utc(credential.end_date_time),
+    )
+
+
+def _app_record(app: Application) -> AppRecord:
+    return AppRecord(
+        object_id=str(app.id),
+        app_id=str(app.app_id),
+        unique_name=app.unique_name,
+        display_name=app.display_name or "",
+        tags=tuple(app.tags or ()),
+        passwords=tuple(_password_info(p) for p in app.password_credentials or []),
+    )

@@ -1,0 +1,82 @@
+"""The composition root of the service package: the platform clients, the gateways over them
+and the ``Dependencies`` the workflows run with, built once per process and event loop (the
+SDKs bind to one loop) and shared by every invocation, with one Graph write pacer.
+
+Lazy by design: this module imports the adapters, which import msgraph-sdk and the Azure SDKs
+only inside their builders, and the handlers import this module only inside a function. A cold
+start that only validates a bad request never pays for them (~1 s of imports; see
+docs/benchmarks.md and the test that ``import function_app`` leaves them out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+
+from shared.adapters.clients import PlatformClients, build_platform_clients
+from shared.adapters.graph.applications import ApplicationsGateway
+from shared.adapters.graph.calls import GRAPH_WRITE_BURST, GRAPH_WRITES_PER_SECOND, GraphCalls, WritePacer
+from shared.adapters.graph.consent import ConsentGateway
+from shared.adapters.keyvault import KeyVaultGateway
+from shared.services.dependencies import Dependencies, utc_now
+from shared.settings import get_settings
+
+
+class ServiceClock:
+    """The time the service decides by: the real time, unless a source is set (the emulator's
+    clock, which tests and the demo move; see shared.testing.use_clock)."""
+
+    source: Callable[[], dt.datetime] | None = None
+
+    def __call__(self) -> dt.datetime:
+        return (self.source or utc_now)()
+
+
+CLOCK = ServiceClock()
+
+
+class _Process:
+    """What this process has built: the clients (per event loop) and the dependencies over them."""
+
+    clients: PlatformClients | None = None
+    dependencies: Dependencies | None = None
+
+
+_process = _Process()
+
+
+def platform_clients() -> PlatformClients:
+    """The process's SDK clients, rebuilt if the event loop changed (the SDKs bind to one)."""
+    loop = asyncio.get_running_loop()
+    if _process.clients is None or _process.clients.loop is not loop:
+        _process.clients = build_platform_clients(get_settings(), loop)
+        _process.dependencies = None
+    return _process.clients
+
+
+def dependencies() -> Dependencies:
+    """The process's ``Dependencies`` over its clients, with one Graph write pacer."""
+    clients = platform_clients()
+    if _process.dependencies is None:
+        calls = GraphCalls(clients.graph, WritePacer(GRAPH_WRITES_PER_SECOND, GRAPH_WRITE_BURST))
+        _process.dependencies = Dependencies(
+            settings=get_settings(),
+            applications=ApplicationsGateway(calls),
+            consent=ConsentGateway(calls),
+            vault=KeyVaultGateway(clients.vault),
+            clock=CLOCK,
+        )
+    return _process.dependencies
+
+
+def forget_dependencies() -> None:
+    """Build the dependencies again on next use, from the settings as they are then."""
+    _process.dependencies = None
+
+
+async def close() -> None:
+    """Close the process's clients and forget everything built over them."""
+    clients, _process.clients, _process.dependencies = _process.clients, None, None
+    if clients is not None:
+        await clients.close()

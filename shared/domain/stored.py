@@ -1,0 +1,120 @@
+"""Every format the service writes into the platform and reads back: one place for each.
+
+- **Credential marker.** A credential the service creates ends its display name with
+  ``[managed:{origin}]`` (origin: the request id, or ``rotation:{date}``), so the service can
+  tell its own credentials from ones people added by hand, even when a crash left one
+  without its value in Key Vault.
+- **Application tags.** The service tag (a setting), ``request:{requestId}`` and
+  ``credential-lifetime:{ISO duration}`` (the lifetime rotation issues again).
+- **Key Vault.** One secret per application, ``app-{uniqueName}``; each credential's value is
+  a version of it, tagged with the names below (``keyId`` links the version to its credential).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+
+from shared.domain.durations import parse_duration
+
+# -- the credential marker ------------------------------------------------------------------
+
+_MARKER = re.compile(r"\[managed:(?P<origin>[^\]]*)\]$")
+ROTATION_ORIGIN = "rotation"
+DEFAULT_DESCRIPTION = "client secret"
+
+
+def credential_name(description: str, origin: str) -> str:
+    """The display name of a credential the service creates."""
+    return f"{description} [managed:{origin}]"
+
+
+def origin_of(display_name: str) -> str | None:
+    """The origin of a credential the service created; None for any other credential."""
+    match = _MARKER.search(display_name)
+    return match["origin"] if match else None
+
+
+def description_of(display_name: str) -> str:
+    """The description a managed credential was created with, without its marker."""
+    match = _MARKER.search(display_name)
+    bare = display_name[: match.start()] if match else display_name
+    return bare.strip() or DEFAULT_DESCRIPTION
+
+
+def rotation_origin(now: dt.datetime) -> str:
+    """Scheduled rotations of one day share an origin, so two concurrent workers' duplicates
+    are settled and a redelivery recognises its own orphan."""
+    return f"{ROTATION_ORIGIN}:{now.date().isoformat()}"
+
+
+# -- application tags -----------------------------------------------------------------------
+
+REQUEST_TAG = "request:"
+LIFETIME_TAG = "credential-lifetime:"
+
+
+def application_tags(service_tag: str, request_id: str, lifetime: str | None) -> tuple[str, ...]:
+    """The tags a registration puts on its application; ``lifetime`` None: no secret."""
+    tags = [service_tag, f"{REQUEST_TAG}{request_id}"]
+    if lifetime is not None:
+        tags.append(f"{LIFETIME_TAG}{lifetime}")
+    return tuple(tags)
+
+
+def lifetime_tag(tags: Iterable[str]) -> str | None:
+    """The secret lifetime recorded on an application, if it was registered with a secret."""
+    return next((t[len(LIFETIME_TAG) :] for t in tags if t.startswith(LIFETIME_TAG)), None)
+
+
+def lifetime_label(start: dt.datetime, end: dt.datetime) -> str:
+    """A secret's lifetime as an ISO duration, recorded so that rotation issues the same."""
+    for months in (3, 6, 12, 24):  # the portal's choices, in calendar months
+        if parse_duration(f"P{months}M").add_to(start) == end:
+            return f"P{months}M"
+    return f"P{max((end - start).days, 1)}D"
+
+
+# -- Key Vault --------------------------------------------------------------------------------
+
+SECRET_CONTENT_TYPE = "application/vnd.ms-entra.client-secret"
+SECRET_PREFIX = "app-"
+
+# Tag names on each version of an application's secret.
+KEY_ID = "keyId"
+APP_ID = "appId"
+UNIQUE_NAME = "uniqueName"
+ORIGIN = "origin"
+LIFETIME = "lifetime"
+MANAGED_BY = "managedBy"
+# Added by decommission, so that a redelivery answers like the first delivery.
+DECOMMISSIONED_BY = "decommissionedBy"
+OBJECT_ID = "objectId"
+DISPLAY_NAME = "displayName"
+
+
+def secret_name(unique_name: str) -> str:
+    """The Key Vault secret of an application (uniqueName is already a valid secret name)."""
+    return f"{SECRET_PREFIX}{unique_name}"
+
+
+def version_tags(
+    *, key_id: str, app_id: str, unique_name: str, origin: str, lifetime: str, service_tag: str
+) -> dict[str, str]:
+    """The tags of a new version holding credential ``key_id``'s value."""
+    return {
+        KEY_ID: key_id,
+        APP_ID: app_id,
+        UNIQUE_NAME: unique_name,
+        ORIGIN: origin,
+        LIFETIME: lifetime,
+        MANAGED_BY: service_tag.split(":", 1)[-1],
+    }
+
+
+def decommission_record(
+    tags: Mapping[str, str], request_id: str, object_id: str, display_name: str
+) -> dict[str, str]:
+    """A version's tags plus what a redelivered decommission needs to answer alike."""
+    return {**tags, DECOMMISSIONED_BY: request_id, OBJECT_ID: object_id, DISPLAY_NAME: display_name}

@@ -1,0 +1,79 @@
+"""The reply to one request, sent back to the ticket. It names the application and the
+credential's Key Vault id, never a secret value. ``rejected`` is the one way to build a
+rejection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import AwareDatetime, Field, NonNegativeInt
+
+from shared.messages.base import FieldError, Outbound
+from shared.messages.fields import SCHEMA_VERSION
+
+
+class ReplyApplication(Outbound):
+    """The application as it now exists in Entra."""
+
+    unique_name: str
+    display_name: str | None = None
+    client_id: str = Field(description="The appId, which clients use as client_id.")
+    object_id: str = Field(description="The application object's id.")
+    service_principal_id: str | None = Field(default=None, description="The service principal's object id.")
+    tenant_id: str
+
+
+class ReplyCredential(Outbound):
+    """The secret that was issued. Its value is only in Key Vault, never in a reply."""
+
+    type: Literal["secret"] = "secret"
+    key_id: str
+    hint: str = Field(description="The first characters of the secret, as Entra shows them.")
+    start_date_time: AwareDatetime
+    end_date_time: AwareDatetime
+    key_vault_secret_id: str = Field(description="The Key Vault secret version holding the value.")
+
+
+class ConsentResult(Outbound):
+    """Permissions granted tenant-wide on one API."""
+
+    api: str = Field(description="The API as the request named it.")
+    delegated: list[str] = Field(default_factory=list)
+    application: list[str] = Field(default_factory=list)
+
+
+class RemovedResources(Outbound):
+    """What a decommission removed; false or 0 where there was nothing left to remove."""
+
+    application: bool = Field(
+        description="The application was deleted (Entra keeps it restorable for 30 days)."
+    )
+    service_principal: bool = Field(description="The service principal was deleted.")
+    key_vault_secret_versions_disabled: NonNegativeInt = Field(
+        description="Versions of the application's Key Vault secret, all of which are now disabled "
+        "(a redelivered decommission reports the same number)."
+    )
+
+
+class RegistrationReply(Outbound):
+    """The answer to one request, sent to the results queue."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: str | None = Field(
+        description="The request's requestId; null when the body had none readable."
+    )
+    status: Literal["succeeded", "rejected", "failed"] = Field(
+        description="`rejected`: the request can never succeed as sent (see errors). `failed`: it could not "
+        "be completed now; sending it again may succeed."
+    )
+    application: ReplyApplication | None = None
+    credential: ReplyCredential | None = None
+    consent: list[ConsentResult] = Field(default_factory=list)
+    removed: RemovedResources | None = Field(default=None, description="Decommission only.")
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+def rejected(request_id: str | None, errors: Sequence[FieldError]) -> RegistrationReply:
+    """The reply to a request that can never succeed as sent: each problem names its field."""
+    return RegistrationReply(request_id=request_id, status="rejected", errors=list(errors))

@@ -1,0 +1,264 @@
+"""The requests a ticketing system sends: ``register``, ``decommission`` and ``rotate``,
+discriminated on ``action``. Validation here is what needs no settings; the service's policy
+(shared.domain.policy) adds the rest."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    Field,
+    StrictBool,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+
+from shared.messages.base import Inbound, rule
+from shared.messages.fields import (
+    MAX_REDIRECT_URIS,
+    UNIQUE_NAME_PATTERN,
+    ApiReference,
+    DisplayName,
+    Notes,
+    PermissionNames,
+    PublicClientRedirectUri,
+    RequestedBy,
+    RequestId,
+    SchemaVersion,
+    UniqueName,
+    WebRedirectUri,
+    no_control_characters,
+    unique_entries,
+)
+
+DEFAULT_SECRET_DESCRIPTION = "managed by entra-app-registration-service"
+MAX_API_PERMISSIONS = 20
+ACTIONS = ("register", "decommission", "rotate")
+CREDENTIAL_TYPES = ("secret", "none")
+
+
+class RedirectUris(Inbound):
+    """Where Entra may send tokens, by platform. Which lists may be used depends on `clientType`."""
+
+    web: Annotated[
+        list[WebRedirectUri], Field(max_length=MAX_REDIRECT_URIS), AfterValidator(unique_entries)
+    ] = Field(
+        default_factory=list,
+        description="Web platform (confidential clients): https://, or http://localhost for development.",
+    )
+    public_client: Annotated[
+        list[PublicClientRedirectUri], Field(max_length=MAX_REDIRECT_URIS), AfterValidator(unique_entries)
+    ] = Field(
+        default_factory=list,
+        description="Mobile and desktop platform (public clients): https://, http://localhost, a custom "
+        "scheme such as myapp://auth or msal<clientId>://auth, or urn:ietf:wg:oauth:2.0:oob.",
+    )
+    spa: Annotated[
+        list[WebRedirectUri], Field(max_length=MAX_REDIRECT_URIS), AfterValidator(unique_entries)
+    ] = Field(
+        default_factory=list,
+        description="Single-page application platform (public clients): https://, or http://localhost.",
+    )
+
+    @model_validator(mode="after")
+    def _total(self) -> RedirectUris:
+        if len(self.web) + len(self.public_client) + len(self.spa) > MAX_REDIRECT_URIS:
+            raise rule("too_long", f"Must have at most {MAX_REDIRECT_URIS} redirect URIs in total.")
+        return self
+
+
+class RegisterApplication(Inbound):
+    """The application to create or update."""
+
+    unique_name: UniqueName | None = Field(
+        default=None, description="Optional; derived from requestId when absent (see derive_unique_name)."
+    )
+    display_name: DisplayName
+    client_type: Literal["service", "confidential", "public"] = Field(
+        description="`service`: a daemon using client credentials, no redirect URIs. `confidential`: a web app "
+        "with a secret, `web` redirect URIs only. `public`: a mobile, desktop or browser app without a secret, "
+        "`publicClient` and `spa` redirect URIs only."
+    )
+    redirect_uris: RedirectUris = Field(default_factory=RedirectUris)
+    notes: Notes | None = None
+
+    @model_validator(mode="after")
+    def _redirect_uris_fit_client_type(self) -> RegisterApplication:
+        allowed = {"service": (), "confidential": ("web",), "public": ("publicClient", "spa")}[
+            self.client_type
+        ]
+        lists = {"web": self.redirect_uris.web, "publicClient": self.redirect_uris.public_client}
+        lists["spa"] = self.redirect_uris.spa
+        for name, uris in lists.items():
+            if uris and name not in allowed:
+                raise rule(
+                    "not_allowed_for_client_type",
+                    f"A {self.client_type} client must not have {name} redirect URIs.",
+                    "redirectUris",
+                    name,
+                )
+        return self
+
+
+class ApplicationRef(Inbound):
+    """An application the service registered earlier, by its uniqueName."""
+
+    unique_name: UniqueName
+
+
+def _unique_apis(permissions: list[ApiPermission]) -> list[ApiPermission]:
+    seen: set[str] = set()
+    for index, permission in enumerate(permissions):
+        key = permission.api.casefold()
+        if key in seen:
+            raise rule("duplicate", "Each API must appear in one entry only.", index, "api")
+        seen.add(key)
+    return permissions
+
+
+class ApiPermission(Inbound):
+    """Permissions on one resource API: delegated scopes and application roles, by name."""
+
+    api: ApiReference
+    delegated: PermissionNames = Field(
+        default_factory=list, description="Delegated permissions (scopes), e.g. user_impersonation."
+    )
+    application: PermissionNames = Field(
+        default_factory=list, description="Application permissions (app roles), e.g. User.Read.All."
+    )
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ApiPermission:
+        if not self.delegated and not self.application:
+            raise rule("missing", "Name at least one delegated or application permission.")
+        return self
+
+
+class SecretCredential(Inbound):
+    """A client secret: either a portal lifetime, or explicit start and end times."""
+
+    type: Literal["secret"]
+    description: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=100),
+        AfterValidator(no_control_characters),
+    ] = Field(default=DEFAULT_SECRET_DESCRIPTION, description="The secret's description in Entra.")
+    lifetime: Literal["P3M", "P6M", "P12M", "P24M"] | None = Field(
+        default=None, description="The portal's lifetimes: 3, 6, 12 or 24 months from issue."
+    )
+    start_date_time: AwareDatetime | None = Field(
+        default=None,
+        description="Custom validity start, with a time zone; give endDateTime too, not lifetime.",
+    )
+    end_date_time: AwareDatetime | None = Field(
+        default=None, description="Custom validity end, after startDateTime."
+    )
+
+    @model_validator(mode="after")
+    def _one_validity(self) -> SecretCredential:
+        start, end = self.start_date_time, self.end_date_time
+        if self.lifetime is not None:
+            if start is not None or end is not None:
+                raise rule(
+                    "conflict",
+                    "Give either lifetime, or startDateTime and endDateTime, not both.",
+                    "startDateTime" if start is not None else "endDateTime",
+                )
+        elif start is None and end is None:
+            raise rule("missing", "Give either lifetime, or startDateTime and endDateTime.", "lifetime")
+        elif start is None or end is None:
+            missing = "startDateTime" if start is None else "endDateTime"
+            raise rule("missing", "startDateTime and endDateTime go together.", missing)
+        elif end <= start:
+            raise rule("end_before_start", "Must be later than startDateTime.", "endDateTime")
+        return self
+
+
+class NoCredential(Inbound):
+    """No credential: for public clients, or an app that will get one another way."""
+
+    type: Literal["none"]
+
+
+Credential = Annotated[SecretCredential | NoCredential, Field(discriminator="type")]
+
+
+class _RequestBase(Inbound):
+    schema_version: SchemaVersion
+    request_id: RequestId
+    requested_by: RequestedBy
+
+
+class RegisterRequest(_RequestBase):
+    """Create the application, or bring an existing one (same uniqueName) to the requested state."""
+
+    action: Literal["register"]
+    application: RegisterApplication
+    api_permissions: Annotated[
+        list[ApiPermission], Field(max_length=MAX_API_PERMISSIONS), AfterValidator(_unique_apis)
+    ] = Field(default_factory=list, description="The API permissions the application requires.")
+    grant_admin_consent: StrictBool = Field(
+        default=False, description="Grant tenant-wide admin consent for the requested permissions."
+    )
+    credential: Credential | None = Field(
+        default=None,
+        description="Absent: a secret with the service's default lifetime for service and confidential "
+        "clients, none for public clients.",
+    )
+
+    @property
+    def unique_name(self) -> str:
+        """The application's key: `application.uniqueName`, or derived from `requestId`."""
+        return self.application.unique_name or derive_unique_name(self.request_id)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RegisterRequest:
+        if not re.fullmatch(UNIQUE_NAME_PATTERN, self.unique_name):
+            raise rule(
+                "invalid_format",
+                "No uniqueName can be derived from requestId; give application.uniqueName.",
+                "application",
+                "uniqueName",
+            )
+        if self.application.client_type == "public" and isinstance(self.credential, SecretCredential):
+            raise rule(
+                "not_allowed_for_client_type", "A public client cannot hold a secret.", "credential", "type"
+            )
+        return self
+
+
+class DecommissionRequest(_RequestBase):
+    """Delete the application and its service principal, and disable its stored secret."""
+
+    action: Literal["decommission"]
+    application: ApplicationRef
+
+
+class RotateRequest(_RequestBase):
+    """Add a new secret to the application, store it, and retire the old one after the grace period."""
+
+    action: Literal["rotate"]
+    application: ApplicationRef
+
+
+RegistrationRequest = Annotated[
+    RegisterRequest | DecommissionRequest | RotateRequest, Field(discriminator="action")
+]
+REQUEST_ADAPTER: TypeAdapter[RegisterRequest | DecommissionRequest | RotateRequest] = TypeAdapter(
+    RegistrationRequest
+)
+
+
+def derive_unique_name(request_id: str) -> str:
+    """The uniqueName for a request that gives none: lower-case, runs of other characters as one '-'.
+
+    `SNOW-CHG0012345` -> `snow-chg0012345`, `INC.0042:b` -> `inc-0042-b`. Trimmed of '-',
+    cut to 64 characters, trimmed again. Distinct ids can map to one name (`A.1` and
+    `a-1`); give `uniqueName` where that matters.
+    """
+    name = re.sub(r"[^a-z0-9]+", "-", request_id.lower()).strip("-")
+    return name[:64].strip("-")

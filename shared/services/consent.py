@@ -1,0 +1,107 @@
+"""The application's service principal and its admin consent, converged to the request:
+one AllPrincipals grant per resource with exactly the requested scopes, and exactly the
+requested app role assignments."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shared.domain.errors import PermanentError, ReplicationPending
+from shared.domain.records import AppRecord, ResourceAccess, ResourceApi
+from shared.messages.replies import ConsentResult
+from shared.services.dependencies import Dependencies
+from shared.services.tasks import gather_all
+
+
+@dataclass(frozen=True)
+class ResolvedPermission:
+    """A request's permissions on one API, with the API's service principal."""
+
+    api: str
+    resource: ResourceApi
+    delegated: tuple[str, ...]
+    application: tuple[str, ...]
+
+    @property
+    def scope_ids(self) -> tuple[str, ...]:
+        return tuple(self.resource.scopes[name] for name in self.delegated)
+
+    @property
+    def role_ids(self) -> tuple[str, ...]:
+        return tuple(self.resource.roles[name] for name in self.application)
+
+
+def required_access(permissions: Sequence[ResolvedPermission]) -> tuple[ResourceAccess, ...]:
+    """The application's requiredResourceAccess for ``permissions``."""
+    return tuple(
+        ResourceAccess(resource_app_id=p.resource.app_id, scope_ids=p.scope_ids, role_ids=p.role_ids)
+        for p in permissions
+    )
+
+
+async def service_principal_and_consent(
+    deps: Dependencies,
+    app: AppRecord,
+    permissions: Sequence[ResolvedPermission],
+    consent: bool,
+    created: bool,
+) -> tuple[str, list[ConsentResult]]:
+    """Upsert the app's service principal, then (``consent``) converge its grants; returns the
+    service principal's id and the consent it now holds."""
+    sp_id = await deps.applications.upsert_service_principal(app.app_id)
+    if not consent:
+        return sp_id, []
+    await gather_all(
+        _converge_delegated(deps, sp_id, permissions, fresh=created),
+        _converge_application(deps, sp_id, permissions, fresh=created),
+    )
+    return sp_id, [
+        ConsentResult(api=p.api, delegated=list(p.delegated), application=list(p.application))
+        for p in permissions
+    ]
+
+
+async def _converge_delegated(
+    deps: Dependencies, sp_id: str, permissions: Sequence[ResolvedPermission], *, fresh: bool
+) -> None:
+    """One AllPrincipals grant per resource whose scope is exactly what the request asks."""
+    consent = deps.consent
+    existing = {} if fresh else {g.resource_id: g for g in await consent.grants_of(sp_id)}
+    wanted = {p.resource.service_principal_id: p.delegated for p in permissions if p.delegated}
+    steps = []
+    for resource_id, scopes in wanted.items():
+        grant = existing.get(resource_id)
+        if grant is None:
+            steps.append(_create_grant(deps, sp_id, resource_id, scopes))
+        elif set(grant.scope.split()) != set(scopes):
+            steps.append(consent.update_grant(grant.id, scopes))
+    steps += [consent.delete_grant(g.id) for rid, g in existing.items() if rid not in wanted]
+    await gather_all(*steps)
+
+
+async def _create_grant(deps: Dependencies, sp_id: str, resource_id: str, scopes: Sequence[str]) -> None:
+    consent = deps.consent
+    try:
+        await consent.create_grant(sp_id, resource_id, scopes)
+    except PermanentError as error:
+        # 409: a concurrent copy of this request created it first; converge that one.
+        if error.code != "Request_MultipleObjectsWithSameKeyValue":
+            raise
+        grant = next((g for g in await consent.grants_of(sp_id) if g.resource_id == resource_id), None)
+        if grant is None:
+            raise ReplicationPending(error.code, "the existing grant is not readable yet") from None
+        if set(grant.scope.split()) != set(scopes):
+            await consent.update_grant(grant.id, scopes)
+
+
+async def _converge_application(
+    deps: Dependencies, sp_id: str, permissions: Sequence[ResolvedPermission], *, fresh: bool
+) -> None:
+    consent = deps.consent
+    existing = [] if fresh else await consent.role_assignments_of(sp_id)
+    wanted = {(p.resource.service_principal_id, role_id) for p in permissions for role_id in p.role_ids}
+    have = {(a.resource_id, a.app_role_id): a for a in existing}
+    steps = [consent.assign_role(sp_id, rid, role) for rid, role in wanted - have.keys()]
+    steps += [consent.delete_role_assignment(sp_id, a.id) for key, a in have.items() if key not in wanted]
+    await gather_all(*steps)

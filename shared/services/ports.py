@@ -1,0 +1,98 @@
+"""The narrow ports the workflows call, one per platform service. The adapters implement them
+(shared.adapters), and tests or benchmarks may hand in anything of the same shape.
+
+Each method's contract (what it returns, raises and needs) is documented on the adapter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Protocol
+
+from shared.domain.records import (
+    AppRecord,
+    DesiredApplication,
+    Grant,
+    NewPassword,
+    ResourceApi,
+    RoleAssignment,
+    StoredVersion,
+)
+from shared.domain.secret_value import SecretValue
+
+
+class Applications(Protocol):
+    """Applications, their service principals and client secrets (Microsoft Graph)."""
+
+    async def upsert_application(
+        self, unique_name: str, desired: DesiredApplication
+    ) -> tuple[AppRecord, bool]: ...
+
+    async def get_application_by_unique_name(
+        self, unique_name: str, dependent: bool = False
+    ) -> AppRecord | None: ...
+
+    async def get_application(self, object_id: str, dependent: bool = True) -> AppRecord: ...
+
+    async def delete_application(self, object_id: str) -> bool: ...
+
+    def owned_applications(
+        self, owner_sp_id: str, page_size: int = ..., select: Sequence[str] = ...
+    ) -> AsyncIterator[AppRecord]: ...
+
+    async def service_principal_id_of(self, app_id: str) -> str: ...
+
+    async def add_password(
+        self, object_id: str, display_name: str, start: dt.datetime, end: dt.datetime
+    ) -> NewPassword: ...
+
+    async def remove_password(self, object_id: str, key_id: str) -> bool: ...
+
+    async def upsert_service_principal(self, app_id: str) -> str: ...
+
+    async def delete_service_principal_of(self, app_id: str) -> bool: ...
+
+
+class Consent(Protocol):
+    """Resource APIs and the admin consent a client holds on them (Microsoft Graph)."""
+
+    async def find_resource(self, reference: str) -> ResourceApi | None: ...
+
+    async def grants_of(self, client_sp_id: str) -> list[Grant]: ...
+
+    async def create_grant(self, client_sp_id: str, resource_sp_id: str, scopes: Sequence[str]) -> None: ...
+
+    async def update_grant(self, grant_id: str, scopes: Sequence[str]) -> None: ...
+
+    async def delete_grant(self, grant_id: str) -> None: ...
+
+    async def role_assignments_of(self, client_sp_id: str) -> list[RoleAssignment]: ...
+
+    async def assign_role(self, client_sp_id: str, resource_sp_id: str, app_role_id: str) -> None: ...
+
+    async def delete_role_assignment(self, client_sp_id: str, assignment_id: str) -> None: ...
+
+
+class Vault(Protocol):
+    """The applications' secrets and their versions (Key Vault)."""
+
+    async def versions(self, name: str) -> list[StoredVersion]: ...
+
+    def latest_versions(self, prefix: str = "") -> AsyncIterator[tuple[str, StoredVersion]]: ...
+
+    async def latest(self, name: str) -> StoredVersion | None: ...
+
+    async def store(
+        self,
+        name: str,
+        value: SecretValue,
+        *,
+        tags: Mapping[str, str],
+        not_before: dt.datetime,
+        expires_on: dt.datetime,
+    ) -> StoredVersion: ...
+
+    async def disable(self, name: str, version: str, tags: Mapping[str, str] | None = None) -> None: ...
+
+    async def read(self, name: str, version: str | None = None) -> SecretValue: ...

@@ -1,0 +1,82 @@
+"""One delivery of a registration-queue message, start to finish: parse it, run its workflow,
+and turn every outcome into the one reply the ticket gets.
+
+Outcomes: ``rejected`` (bad input, policy, a permanent platform error: nothing retried),
+``succeeded``, or a raised ``TransientError`` so that Service Bus redelivers; on the last
+delivery a transient failure replies ``failed`` instead (shared.services.delivery).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from shared.domain.errors import PermanentError, TransientError
+from shared.messages.base import FieldError, RequestRejected
+from shared.messages.parsing import parse_request
+from shared.messages.replies import RegistrationReply, rejected
+from shared.messages.requests import DecommissionRequest, RegisterRequest
+from shared.services.decommission import decommission
+from shared.services.delivery import Delivery, retry_unless_last
+from shared.services.dependencies import Dependencies
+from shared.services.registration import register
+from shared.services.rotate_request import rotate_on_request
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+async def answer(
+    dependencies: Callable[[], Dependencies], body: bytes, delivery: Delivery
+) -> RegistrationReply:
+    """The reply for one delivery of a request; raises only to ask for redelivery.
+
+    ``dependencies`` is called only for a valid request: a bad one is answered without
+    building (or importing) any platform client."""
+    try:
+        request = parse_request(body)
+    except RequestRejected as rejection:
+        _log_rejection(delivery, rejection.request_id, rejection.errors)
+        return rejected(rejection.request_id, rejection.errors)
+    context = {
+        "messageId": delivery.message_id,
+        "requestId": request.request_id,
+        "action": request.action,
+        "deliveryCount": delivery.delivery_count,
+    }
+    try:
+        deps = dependencies()
+        if isinstance(request, RegisterRequest):
+            reply = await register(deps, request, delivery)
+        elif isinstance(request, DecommissionRequest):
+            reply = await decommission(deps, request)
+        else:
+            reply = await rotate_on_request(deps, request, delivery)
+    except RequestRejected as rejection:
+        _log_rejection(delivery, request.request_id, rejection.errors)
+        return rejected(request.request_id, rejection.errors)
+    except PermanentError as error:
+        problem = FieldError(field=error.field or "request", code=error.code, message=error.message)
+        _log_rejection(delivery, request.request_id, [problem])
+        return rejected(request.request_id, [problem])
+    except TransientError as error:
+        retry_unless_last(error, delivery, get_settings().max_delivery_count, log, "registration", context)
+        return RegistrationReply(
+            request_id=request.request_id,
+            status="failed",
+            errors=[FieldError(field="request", code=error.code, message=error.message)],
+        )
+    log.info("registration.replied", extra={**context, "status": reply.status})
+    return reply
+
+
+def _log_rejection(delivery: Delivery, request_id: str | None, errors: list[FieldError]) -> None:
+    log.warning(
+        "registration.rejected",
+        extra={
+            "messageId": delivery.message_id,
+            "requestId": request_id,
+            "fields": [e.field for e in errors],
+            "codes": [e.code for e in errors],
+        },
+    )

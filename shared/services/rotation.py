@@ -1,0 +1,196 @@
+"""Rotating one application's client secrets: plan (shared.domain.planner), execute, re-read,
+and plan again until nothing is left (at most ``MAX_PASSES`` times). Every step is safe to
+repeat, so a redelivery or a crash after any call converges on the state of one clean run.
+
+``rotate_message`` is the rotation queue's delivery; ``rotate`` is shared with rotate on
+request (shared.services.rotate_request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from shared.domain import stored
+from shared.domain.durations import parse_duration
+from shared.domain.errors import NotFound, PermanentError, PermissionDenied, PolicyViolation, TransientError
+from shared.domain.planner import Step, expects_secret, plan_rotation
+from shared.domain.records import AppRecord, StoredVersion
+from shared.messages.replies import ReplyCredential
+from shared.messages.rotation import EventApp, RotationEvent, RotationMessage
+from shared.services.delivery import Delivery, retry_unless_last
+from shared.services.dependencies import Dependencies
+from shared.services.secrets import issue_secret
+
+log = logging.getLogger(__name__)
+
+MAX_PASSES = 3
+
+
+def event(
+    app: AppRecord | None, step: Step, *, dry_run: bool, at: dt.datetime, unique_name: str | None = None
+) -> RotationEvent:
+    """The event for one step taken (or, in a dry run, planned) on ``app``."""
+    if app is None:
+        subject = EventApp(unique_name=unique_name, app_id=None, object_id=None)
+    else:
+        subject = EventApp(unique_name=app.unique_name, app_id=app.app_id, object_id=app.object_id)
+    return RotationEvent(
+        app=subject, key_id=step.key_id, action=step.action, reason=step.reason, dry_run=dry_run, at=at
+    )
+
+
+@dataclass
+class Outcome:
+    app: AppRecord | None
+    events: list[RotationEvent] = field(default_factory=list)
+    issued: ReplyCredential | None = None
+
+
+def _lifetime(app: AppRecord, versions: Iterable[StoredVersion], default: str) -> str:
+    """The lifetime to issue again: the application's tag, else the newest version's, else ``default``."""
+    recorded = stored.lifetime_tag(app.tags)
+    if recorded is not None:
+        return recorded
+    newest = max(
+        (v for v in versions if v.tags.get(stored.LIFETIME)),
+        key=lambda v: v.created_on or dt.datetime.min.replace(tzinfo=dt.UTC),
+        default=None,
+    )
+    return newest.tags[stored.LIFETIME] if newest is not None else default
+
+
+def _description(app: AppRecord) -> str:
+    """The newest managed credential's description, which the new one keeps."""
+    managed = [p for p in app.passwords if stored.origin_of(p.display_name) is not None]
+    newest = max(managed, key=lambda p: p.start, default=None)
+    return stored.DEFAULT_DESCRIPTION if newest is None else stored.description_of(newest.display_name)
+
+
+async def rotate(
+    deps: Dependencies,
+    app: AppRecord,
+    delivery: Delivery,
+    *,
+    force: bool = False,
+    origin: str | None = None,
+    dry_run: bool | None = None,
+) -> Outcome:
+    """Converge one application: plan, execute, re-read, until the plan is empty. A tenant
+    policy refusing the new secret is reported and ends the rotation, not the run.
+    ``dry_run`` None: the setting decides."""
+    settings, graph, vault = deps.settings, deps.applications, deps.vault
+    policy = settings.rotation_policy
+    dry_run = settings.rotation_dry_run if dry_run is None else dry_run
+    outcome = Outcome(app)
+    assert app.unique_name is not None
+    name = stored.secret_name(app.unique_name)
+    origin = origin or stored.rotation_origin(deps.now())
+    reported: set[tuple[str, str | None]] = set()
+    for _ in range(MAX_PASSES):
+        now = deps.now()
+        versions, latest = await asyncio.gather(vault.versions(name), vault.latest(name))
+        plan = plan_rotation(
+            app.passwords,
+            versions,
+            latest,
+            now=now,
+            policy=policy,
+            expects_secret=expects_secret(app, settings.service_tag),
+            force=force and outcome.issued is None,
+            may_rotate=outcome.issued is None,
+            origin=origin,
+            redelivered=delivery.redelivered,
+        )
+        for step in plan.steps:
+            if step.action == "report" and (step.reason, step.key_id) in reported:
+                continue
+            if step.action == "rotate" and not dry_run:
+                continue  # announced once the new credential exists, with its keyId
+            reported.add((step.reason, step.key_id))
+            outcome.events.append(event(app, step, dry_run=dry_run, at=now))
+        if dry_run or not plan.changes:
+            break
+        await _remove(deps, app, name, plan.before)
+        if plan.rotate is not None:
+            lifetime = _lifetime(app, versions, str(settings.default_secret_lifetime))
+            try:
+                outcome.issued = await issue_secret(
+                    deps,
+                    app,
+                    unique_name=app.unique_name,
+                    origin=origin,
+                    description=_description(app),
+                    start=now,
+                    end=parse_duration(lifetime).add_to(now),
+                    lifetime=lifetime,
+                )
+            except PolicyViolation as error:
+                # Nothing else changes either: the current credentials are all the app has.
+                outcome.events.append(
+                    event(app, Step("report", f"tenant-policy:{error.code}"), dry_run=False, at=now)
+                )
+                break
+            rotated = Step("rotate", plan.rotate.reason, key_id=outcome.issued.key_id)
+            outcome.events.append(event(app, rotated, dry_run=False, at=now))
+        await _remove(deps, app, name, plan.after)
+        app = outcome.app = await graph.get_application(app.object_id, dependent=False)
+    return outcome
+
+
+async def _remove(deps: Dependencies, app: AppRecord, name: str, steps: Sequence[Step]) -> None:
+    """Remove credentials first, then disable their versions (a crash between the two leaves a
+    dangling version, which the next pass disables)."""
+    present = {p.key_id for p in app.passwords}
+    removed = [s.key_id for s in steps if s.action in ("retire", "cleanup") and s.key_id in present]
+    await asyncio.gather(*(deps.applications.remove_password(app.object_id, k) for k in removed))
+    await asyncio.gather(*(deps.vault.disable(name, v.version) for s in steps for v in s.versions))
+
+
+async def rotate_message(deps: Dependencies, body: bytes, delivery: Delivery) -> list[RotationEvent]:
+    """One delivery of a rotation message: the events to emit. Raises a TransientError for
+    redelivery; permanent problems (and the last delivery's transient one) become events."""
+    settings = deps.settings
+    now = deps.now()
+    try:
+        target = RotationMessage.model_validate_json(body)
+    except ValueError:
+        log.warning("rotation.bad_message", extra={"messageId": delivery.message_id})
+        return [event(None, Step("report", "invalid-message"), dry_run=settings.rotation_dry_run, at=now)]
+    context = {"messageId": delivery.message_id, "uniqueName": target.unique_name}
+
+    def problem(app: AppRecord | None, reason: str) -> list[RotationEvent]:
+        step = Step("report", reason)
+        return [event(app, step, dry_run=settings.rotation_dry_run, at=now, unique_name=target.unique_name)]
+
+    app: AppRecord | None = None
+    try:
+        try:
+            app = await deps.applications.get_application(target.object_id, dependent=False)
+        except NotFound:
+            return problem(None, "application-not-found")
+        if settings.service_tag not in app.tags or app.unique_name != target.unique_name:
+            return problem(app, "not-managed")
+        outcome = await rotate(deps, app, delivery)
+    except TransientError as error:
+        retry_unless_last(error, delivery, settings.max_delivery_count, log, "rotation", context)
+        return problem(app, f"failed:{error.code}")
+    except PermanentError as error:
+        log.warning("rotation.refused", extra={**context, "code": error.code, "reason": error.message})
+        return problem(app, _permanent_reason(error))
+    for e in outcome.events:
+        log.info(
+            "rotation.event", extra={**context, "action": e.action, "reason": e.reason, "keyId": e.key_id}
+        )
+    return outcome.events
+
+
+def _permanent_reason(error: PermanentError) -> str:
+    if isinstance(error, PermissionDenied):
+        return f"permission-denied:{error.code}"
+    if isinstance(error, NotFound):
+        return f"not-found:{error.code}"
+    return f"refused:{error.code}"

@@ -1,0 +1,120 @@
+"""The rotation sweep: which managed applications need a rotation message. Changes nothing.
+
+It lists what the service identity owns, page by page, plus one listing of the vault's
+secrets, and runs the planner over that partial view (``triage``: every managed credential
+assumed stored) only to decide which applications need a message; the worker
+(shared.services.rotation) finds out the whole truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from shared.domain import stored
+from shared.domain.errors import PermanentError
+from shared.domain.planner import Policy, triage
+from shared.domain.records import AppRecord, StoredVersion
+from shared.messages.rotation import RotationMessage
+from shared.services.dependencies import Dependencies
+from shared.services.rotation import event
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# What the planner needs of each owned application, nothing more.
+PLAN_SELECT = ("id", "appId", "uniqueName", "tags", "passwordCredentials")
+
+
+@dataclass
+class Sweep:
+    """One scheduler run: the messages to send, the events to emit, and the summary."""
+
+    messages: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    scanned: int = 0
+    managed: int = 0
+    needing_work: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "scanned": self.scanned,
+            "managed": self.managed,
+            "needingWork": self.needing_work,
+            "byReason": dict(self.by_reason),
+        }
+
+
+async def own_service_principal(deps: Dependencies) -> str:
+    """The service identity's service principal id, looked up once per ``Dependencies``."""
+    if deps.service_principal_id is None:
+        client_id = deps.settings.azure_client_id
+        if not client_id:
+            raise PermanentError("NoClientId", "AZURE_CLIENT_ID must name the service identity")
+        deps.service_principal_id = await deps.applications.service_principal_id_of(client_id)
+    return deps.service_principal_id
+
+
+async def schedule(deps: Dependencies) -> Sweep:
+    """Decide which managed applications need a rotation message. Changes nothing."""
+    settings = deps.settings
+    policy = settings.rotation_policy
+    sp_id = await own_service_principal(deps)
+
+    async def vault_listing() -> dict[str, StoredVersion]:
+        """One listing of the vault for its current versions (name -> properties, small records)."""
+        return {name: v async for name, v in deps.vault.latest_versions(prefix=stored.SECRET_PREFIX)}
+
+    # The vault's listing and Graph's paging run side by side: the sweep takes the longer of the two.
+    latest_listing = asyncio.ensure_future(vault_listing())
+    now = deps.now()
+    sweep = Sweep()
+    try:
+        async for app in deps.applications.owned_applications(sp_id, select=PLAN_SELECT):
+            sweep.scanned += 1
+            if settings.service_tag not in app.tags:
+                continue
+            sweep.managed += 1
+            if not app.unique_name:  # not registered by this service's requests: no secret to find
+                continue
+            latest = (await latest_listing).get(stored.secret_name(app.unique_name))
+            _plan_one(sweep, app, latest, now=now, policy=policy, settings=settings)
+    finally:
+        if not latest_listing.done():
+            latest_listing.cancel()
+    log.info("rotation.scheduled", extra={**sweep.summary(), "dryRun": settings.rotation_dry_run})
+    return sweep
+
+
+def _plan_one(
+    sweep: Sweep,
+    app: AppRecord,
+    latest: StoredVersion | None,
+    *,
+    now: dt.datetime,
+    policy: Policy,
+    settings: Settings,
+) -> None:
+    """The scheduler's decision for one application: a message, or (dry run) events."""
+    if latest is not None and not latest.enabled:
+        latest = None
+    plan = triage(app, latest, now=now, policy=policy, service_tag=settings.service_tag)
+    if not plan.changes:
+        return
+    sweep.needing_work += 1
+    reasons = sorted({f"{s.action}:{s.reason}" for s in plan.steps if s.action != "report"})
+    sweep.by_reason.update(reasons)
+    if settings.rotation_dry_run:
+        sweep.events.extend(
+            event(app, s, dry_run=True, at=now).model_dump_json(by_alias=True) for s in plan.steps
+        )
+        return
+    assert app.unique_name is not None
+    message = RotationMessage(
+        object_id=app.object_id, app_id=app.app_id, unique_name=app.unique_name, reasons=reasons
+    )
+    sweep.messages.append(message.model_dump_json(by_alias=True))

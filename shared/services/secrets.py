@@ -1,0 +1,143 @@
+"""A client secret's life in the platform: issued with ``addPassword``, stored as a new version
+of the application's Key Vault secret, and settled against a concurrent copy of the request.
+
+The one rule: no credential outlives its only copy of the value. Registration and rotation both
+issue secrets through ``issue_secret``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from shared.domain import credentials as creds
+from shared.domain import stored
+from shared.domain.errors import PolicyViolation
+from shared.domain.policy import RequestedSecret
+from shared.domain.records import AppRecord, PasswordInfo, StoredVersion
+from shared.messages.replies import ReplyCredential
+from shared.services.delivery import Delivery
+from shared.services.dependencies import Dependencies
+from shared.services.tasks import gather_all
+
+
+async def ensure_secret(
+    deps: Dependencies,
+    app: AppRecord,
+    created: bool,
+    *,
+    unique_name: str,
+    request_id: str,
+    secret: RequestedSecret,
+    delivery: Delivery,
+) -> ReplyCredential:
+    """The registration's secret: the stored one the unversioned secret resolves to if it is
+    still valid, else a new one. Orphans of earlier attempts are removed first."""
+    name = stored.secret_name(unique_name)
+    if not created:
+        versions, latest = await gather_all(deps.vault.versions(name), deps.vault.latest(name))
+        plan = creds.plan_registration_secret(
+            app.passwords,
+            versions,
+            latest,
+            request_id=request_id,
+            redelivered=delivery.redelivered,
+            now=deps.now(),
+            safety_age=deps.settings.rotation_safety_age.total_lower_bound(),
+        )
+        await gather_all(*(deps.applications.remove_password(app.object_id, k) for k in plan.remove))
+        if plan.reuse is not None and plan.reuse.stored is not None:
+            return reply_credential(plan.reuse.info, plan.reuse.stored)
+    return await issue_secret(
+        deps,
+        app,
+        unique_name=unique_name,
+        origin=request_id,
+        description=secret.description,
+        start=secret.start,
+        end=secret.end,
+        lifetime=stored.lifetime_label(secret.start, secret.end),
+    )
+
+
+async def issue_secret(
+    deps: Dependencies,
+    app: AppRecord,
+    *,
+    unique_name: str,
+    origin: str,
+    description: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    lifetime: str,
+) -> ReplyCredential:
+    """addPassword, then store the value as a new version of the app's Key Vault secret.
+    If the Key Vault write fails the credential is removed before the error propagates,
+    so no credential outlives its only copy of the value."""
+    graph, vault = deps.applications, deps.vault
+    name = stored.secret_name(unique_name)
+    try:
+        new = await graph.add_password(app.object_id, stored.credential_name(description, origin), start, end)
+    except PolicyViolation as error:
+        raise PolicyViolation(error.code, error.message, field="credential") from None
+    tags = stored.version_tags(
+        key_id=new.info.key_id,
+        app_id=app.app_id,
+        unique_name=unique_name,
+        origin=origin,
+        lifetime=lifetime,
+        service_tag=deps.settings.service_tag,
+    )
+    try:
+        version = await vault.store(name, new.secret, tags=tags, not_before=start, expires_on=end)
+    except Exception:
+        # A lost response can hide a write that happened: removing the credential then would
+        # leave the newest version (what the unversioned id resolves to) opening nothing.
+        found = await stored_version(deps, name, new.info.key_id)
+        if found is None:
+            await graph.remove_password(app.object_id, new.info.key_id)
+            raise
+        version = found
+    except BaseException:
+        await graph.remove_password(app.object_id, new.info.key_id)
+        raise
+    # Settle duplicates from a concurrent copy of this request (see credentials.settle_duplicates).
+    current, versions, latest = await gather_all(
+        graph.get_application(app.object_id), vault.versions(name), vault.latest(name)
+    )
+    settle = creds.settle_duplicates(
+        current.passwords,
+        versions,
+        latest,
+        mine=new.info.key_id,
+        request_id=origin,
+        now=deps.now(),
+        safety_age=deps.settings.rotation_safety_age.total_lower_bound(),
+    )
+    await gather_all(
+        *(graph.remove_password(app.object_id, k) for k in settle.remove),
+        *(vault.disable(name, v.version) for v in settle.disable),
+    )
+    if settle.keep == new.info.key_id:
+        return reply_credential(new.info, version)
+    # Another copy's credential won, so it is the one the unversioned secret resolves to:
+    # ``latest`` itself. The listing, read concurrently, may predate that copy's store.
+    assert latest is not None and latest.key_id == settle.keep  # by settle_duplicates
+    kept = next(p for p in current.passwords if p.key_id == settle.keep)
+    return reply_credential(kept, latest)
+
+
+async def stored_version(deps: Dependencies, name: str, key_id: str) -> StoredVersion | None:
+    """The enabled version holding ``key_id``'s value, if the vault has one."""
+    versions = await deps.vault.versions(name)
+    return next((v for v in versions if v.enabled and v.key_id == key_id), None)
+
+
+def reply_credential(info: PasswordInfo, version: StoredVersion) -> ReplyCredential:
+    """What the reply says of a credential: its id, hint and validity, and where its value is."""
+    return ReplyCredential(
+        key_id=info.key_id,
+        hint=info.hint,
+        start_date_time=info.start,
+        end_date_time=info.end,
+        key_vault_secret_id=version.id,
+    )
