@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from bench.common import ROOT, Context, median
+from bench.common import BENCH_SETTINGS, ROOT, Context, median
 
 APPS = {"lazy": "function_app", "eager": "bench.eager_baseline"}
 
@@ -37,7 +37,12 @@ def child(module: str, unique_name: str) -> dict[str, Any]:
         "requestId": f"COLD-{unique_name}",
         "action": "register",
         "requestedBy": "alice@contoso.com",
-        "application": {"uniqueName": unique_name, "displayName": unique_name, "clientType": "service"},
+        "application": {
+            "uniqueName": unique_name,
+            "serviceManagementReference": "CI-BENCH",
+            "displayName": unique_name,
+            "clientType": "service",
+        },
         "apiPermissions": [
             {"api": "microsoft-graph", "delegated": ["User.Read"], "application": ["User.Read.All"]}
         ],
@@ -84,7 +89,7 @@ def _spawn(module: str, unique_name: str, env: dict[str, str]) -> dict[str, Any]
 async def run(ctx: Context) -> dict[str, Any]:
     runs = 1 if ctx.smoke else 7
     ctx.reset()
-    env = {**os.environ, **ctx.emulator.settings, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **ctx.emulator.settings, **BENCH_SETTINGS, "PYTHONPATH": str(ROOT)}
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name in APPS}
     for n in range(runs):
         for name, module in APPS.items():

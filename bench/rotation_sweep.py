@@ -45,7 +45,12 @@ def _body(unique_name: str, lifetime: str) -> dict[str, Any]:
         "requestId": f"SETUP-{unique_name}",
         "action": "register",
         "requestedBy": "alice@contoso.com",
-        "application": {"uniqueName": unique_name, "displayName": unique_name, "clientType": "service"},
+        "application": {
+            "uniqueName": unique_name,
+            "serviceManagementReference": "CI-BENCH",
+            "displayName": unique_name,
+            "clientType": "service",
+        },
         "apiPermissions": [{"api": "azure-healthcare-apis", "delegated": ["user_impersonation"]}],
         "grantAdminConsent": False,
         "credential": {"type": "secret", "description": "nightly job", "lifetime": lifetime},

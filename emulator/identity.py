@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -25,7 +26,8 @@ from starlette.routing import Route
 from emulator.errors import PlatformError
 
 if TYPE_CHECKING:
-    from emulator.platform import Platform
+    from emulator.clock import Clock
+    from emulator.directory import Directory
 
 GRAPH_AUDIENCES = ("https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000")
 VAULT_AUDIENCE = "https://vault.azure.net"
@@ -71,8 +73,16 @@ def _identity_error(status: int, error: str, code: int, message: str) -> Platfor
 
 
 class IdentityPlatform:
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
+    """The token endpoint and its discovery documents for one tenant. It reads the directory
+    through ``directory`` (a reset replaces the directory object) and decides by ``clock``."""
+
+    def __init__(
+        self, *, base_url: str, tenant_id: str, clock: Clock, directory: Callable[[], Directory]
+    ) -> None:
+        self.base_url = base_url
+        self.tenant_id = tenant_id
+        self.clock = clock
+        self.directory = directory
         self.key = SigningKey()
 
     # -- endpoints ----------------------------------------------------------------------
@@ -86,15 +96,15 @@ class IdentityPlatform:
         ]
 
     def _issuer(self) -> str:
-        return f"{self.platform.base_url}/{self.platform.tenant_id}/v2.0"
+        return f"{self.base_url}/{self.tenant_id}/v2.0"
 
     def _check_tenant(self, tenant: str) -> None:
-        if tenant not in (self.platform.tenant_id, "organizations", "common"):
+        if tenant not in (self.tenant_id, "organizations", "common"):
             raise _identity_error(400, "invalid_tenant", 90002, f"Tenant '{tenant}' not found.")
 
     async def openid_configuration(self, request: Request) -> JSONResponse:
         self._check_tenant(request.path_params["tenant"])
-        base = f"{self.platform.base_url}/{self.platform.tenant_id}"
+        base = f"{self.base_url}/{self.tenant_id}"
         return JSONResponse(
             {
                 "token_endpoint": f"{base}/oauth2/v2.0/token",
@@ -111,7 +121,7 @@ class IdentityPlatform:
                 "scopes_supported": ["openid", "profile", "email", "offline_access"],
                 "issuer": self._issuer(),
                 "request_uri_parameter_supported": False,
-                "userinfo_endpoint": f"{self.platform.base_url}/oidc/userinfo",
+                "userinfo_endpoint": f"{self.base_url}/oidc/userinfo",
                 "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
                 "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
                 "http_logout_supported": True,
@@ -128,10 +138,10 @@ class IdentityPlatform:
         return JSONResponse({"keys": [self.key.jwk()]})
 
     async def instance_discovery(self, request: Request) -> JSONResponse:
-        host = self.platform.base_url.split("://", 1)[1]
+        host = self.base_url.split("://", 1)[1]
         return JSONResponse(
             {
-                "tenant_discovery_endpoint": f"{self.platform.base_url}/{self.platform.tenant_id}/v2.0/.well-known/openid-configuration",
+                "tenant_discovery_endpoint": f"{self.base_url}/{self.tenant_id}/v2.0/.well-known/openid-configuration",
                 "api-version": "1.1",
                 "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
             }
@@ -155,7 +165,7 @@ class IdentityPlatform:
                 "flows must have a scope value with /.default suffixed to the resource "
                 "identifier (application ID URI).",
             )
-        directory = self.platform.directory
+        directory = self.directory()
         object_id = directory.app_by_app_id.get(client_id)
         app = directory.applications.get(object_id) if object_id else None
         sp_id = directory.sp_by_app_id.get(client_id)
@@ -165,7 +175,7 @@ class IdentityPlatform:
                 "unauthorized_client",
                 700016,
                 f"Application with identifier '{client_id}' was not found in the directory "
-                f"'{self.platform.tenant_id}'.",
+                f"'{self.tenant_id}'.",
             )
         if secret is None:
             raise _identity_error(
@@ -175,7 +185,7 @@ class IdentityPlatform:
                 "The request body must contain the following parameter: "
                 "'client_assertion' or 'client_secret'.",
             )
-        matches, valid = directory.valid_secret(app, secret, self.platform.clock.now())
+        matches, valid = directory.valid_secret(app, secret, self.clock.now())
         if not matches:
             raise _identity_error(
                 401,
@@ -224,7 +234,7 @@ class IdentityPlatform:
             "idtyp": "app",
             "oid": sp_id,
             "sub": sp_id,
-            "tid": self.platform.tenant_id,
+            "tid": self.tenant_id,
             "ver": "2.0",
             "uti": uuid.uuid4().hex,
         }
@@ -281,7 +291,7 @@ class IdentityPlatform:
         )
 
     def vault_challenge(self, code: str, message: str) -> PlatformError:
-        authority = f"{self.platform.base_url}/{self.platform.tenant_id}"
+        authority = f"{self.base_url}/{self.tenant_id}"
         return PlatformError(
             401,
             code,

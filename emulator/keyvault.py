@@ -40,7 +40,7 @@ from emulator.errors import PlatformError, request_id_of
 from emulator.identity import VAULT_AUDIENCE
 
 if TYPE_CHECKING:
-    from emulator.platform import Platform
+    from emulator.identity import IdentityPlatform
 
 # What azure-keyvault-secrets 4.12 can send (its ApiVersion enum); 2026-04-01 is its default.
 API_VERSIONS = (
@@ -412,15 +412,15 @@ def _page(request: Request, api_version: str, keyed: list[tuple[str, dict[str, A
 Handler = Callable[[Request, "Vault", str], Awaitable[Response]]
 
 
-def routes(platform: Platform) -> list[BaseRoute]:
-    vault_url = platform.base_url
+def routes(vault_url: str, identity: IdentityPlatform, current_vault: Callable[[], Vault]) -> list[BaseRoute]:
+    """The vault's REST API at ``vault_url``, authenticated by ``identity``; ``current_vault``
+    gives the vault of the moment (a reset replaces it)."""
 
     def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
-            platform.identity.authenticate(request, (VAULT_AUDIENCE,))
+            identity.authenticate(request, (VAULT_AUDIENCE,))
             api_version = _api_version(request)
-            # platform.vault, not a captured one: a reset replaces it
-            return await handler(request, platform.vault, api_version)
+            return await handler(request, current_vault(), api_version)
 
         return run
 

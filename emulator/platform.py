@@ -20,7 +20,9 @@ class Platform:
         self.tenant_id = str(uuid.uuid4())
         self.clock = Clock()
         self.faults = FaultEngine()
-        self.identity = IdentityPlatform(self)
+        self.identity = IdentityPlatform(
+            base_url=base_url, tenant_id=self.tenant_id, clock=self.clock, directory=lambda: self.directory
+        )
         self._service_secret = new_client_secret()
         self._admin_secret = new_client_secret()
         # every secret value ever issued or stored, across resets (the leak detector's list)

@@ -19,6 +19,10 @@ from emulator.directory import Directory, Json
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 HEALTHCARE_APIS_APP_ID = "4f6778d8-5aef-43dc-a1ff-b073724b9495"
 DICOM_RESOURCE = "https://dicom.healthcareapis.azure.com"
+# An API besides Graph with an application permission: Exchange Online's full_access_as_app
+# (every mailbox, no user), the kind of app role a ticket must never obtain unasked.
+EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
+EXCHANGE_APP_ROLES = {"full_access_as_app": "dc890d15-9560-4a4c-9b7f-a736ec74ec40"}
 
 # Microsoft Graph application permissions (app roles): value -> documented id
 GRAPH_APP_ROLES = {
@@ -216,6 +220,14 @@ def seed(directory: Directory, service_secret: str, admin_secret: str) -> Seeded
             _scope("Dicom.ReadWrite", stable_id("scope:dicom:Dicom.ReadWrite"), "Read and write DICOM data"),
         ],
         [],
+    )
+    _resource_sp(
+        directory,
+        EXCHANGE_APP_ID,
+        "Office 365 Exchange Online",
+        ["https://outlook.office365.com", "https://outlook.office.com"],
+        [],
+        [_role(v, i) for v, i in EXCHANGE_APP_ROLES.items()],
     )
     for given, surname in (("Alice", "Admin"), ("Bob", "Builder"), ("Carol", "Clinician")):
         user_id = stable_id(f"user:{given}")

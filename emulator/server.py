@@ -47,7 +47,7 @@ def build_app(platform: Platform) -> ASGIApp:
         routes=[
             *ControlPlane(platform).routes(),
             *graph.routes(platform),
-            *keyvault.routes(platform),
+            *keyvault.routes(platform.base_url, platform.identity, lambda: platform.vault),
             *platform.identity.routes(),
         ],
         exception_handlers={PlatformError: render, 404: _not_found, 405: _method_not_allowed},

@@ -100,6 +100,7 @@ async def register_samples(emulator: RunningEmulator, fns: dict[str, Any]) -> di
             continue
         app = reply["application"]
         print(f"    uniqueName   {app['uniqueName']}")
+        print(f"    owner        {app['serviceManagementReference']} (asked by {reply['requestedBy']})")
         print(f"    client id    {app['clientId']}")
         print(f"    tenant id    {app['tenantId']}")
         for consent in reply["consent"]:

@@ -24,8 +24,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.domain.durations import Duration, parse_duration
 from shared.domain.planner import Policy as RotationPolicy
-from shared.domain.policy import BUILTIN_API_CATALOG, DEFAULT_GRAPH_PERMISSION_ALLOWLIST, RequestPolicy
-from shared.messages.fields import CATALOG_NAME_PATTERN, is_resource_reference
+from shared.domain.policy import DEFAULT_API_POLICY, ApiEntry, RequestPolicy
+from shared.messages.fields import CATALOG_NAME_PATTERN, GUID_PATTERN, is_resource_reference
 
 __all__ = ["Settings", "get_settings"]
 
@@ -36,6 +36,7 @@ _TENANT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253}[A-Za-z0-9])?")
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 _NCRONTAB_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+")
 _PERMISSION_NAME = re.compile(r"[A-Za-z0-9._-]{1,120}")
+_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+")
 _TAG = re.compile(r"[^\s\"'\x00-\x1f\x7f]{1,256}")
 
 
@@ -93,16 +94,17 @@ class Settings(BaseSettings):
     default_secret_lifetime: Duration = _duration(
         "P6M", "DEFAULT_SECRET_LIFETIME", "Lifetime of a secret when the request names none."
     )
-    api_catalog: Annotated[Mapping[str, str], NoDecode] = Field(
-        default_factory=lambda: dict(BUILTIN_API_CATALOG),
-        alias="API_CATALOG",
-        description="JSON object of extra catalog names -> resource appId or identifier URI, "
-        "merged over the built-ins.",
+    api_policy: Annotated[Mapping[str, ApiEntry], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_API_POLICY),
+        alias="API_POLICY",
+        description="JSON object: catalog name -> {resource, delegated, application}, merged over the default "
+        "policy by name (null removes an entry). Nothing outside it may be requested.",
     )
-    graph_permission_allowlist: Annotated[frozenset[str], NoDecode] = Field(
-        default=frozenset(DEFAULT_GRAPH_PERMISSION_ALLOWLIST.split(",")),
-        alias="GRAPH_PERMISSION_ALLOWLIST",
-        description="Comma-separated Microsoft Graph permissions (scopes or app roles) a request may ask for.",
+    redirect_uri_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        alias="REDIRECT_URI_DOMAINS",
+        description="Comma-separated domains https redirect URIs must be on (subdomains included); "
+        "empty: any host that passes the contract's rules.",
     )
 
     rotation_schedule: str = Field(default="0 0 3 * * *", alias="ROTATION_SCHEDULE")
@@ -151,32 +153,38 @@ class Settings(BaseSettings):
             raise ValueError("must be a Service Bus queue name")
         return value
 
-    @field_validator("api_catalog", mode="before")
+    @field_validator("api_policy", mode="before")
     @classmethod
-    def _catalog(cls, value: object) -> Mapping[str, str]:
+    def _api_policy(cls, value: object) -> Mapping[str, ApiEntry]:
         if isinstance(value, str):
             try:
                 value = json.loads(value)
             except ValueError:
-                raise ValueError("must be a JSON object of catalog name -> appId or identifier URI") from None
+                raise ValueError(
+                    "must be a JSON object: catalog name -> {resource, delegated, application}"
+                ) from None
         if not isinstance(value, Mapping):
-            raise ValueError("must be a JSON object of catalog name -> appId or identifier URI")
-        for name, resource in value.items():
+            raise ValueError("must be a JSON object: catalog name -> {resource, delegated, application}")
+        policy = dict(DEFAULT_API_POLICY)
+        for name, entry in value.items():
             if not isinstance(name, str) or not re.fullmatch(CATALOG_NAME_PATTERN, name):
                 raise ValueError("catalog names are lower-case letters, digits and '-'")
-            if not isinstance(resource, str) or not is_resource_reference(resource):
-                raise ValueError(f"catalog entry {name!r} must be a GUID appId or an identifier URI")
-        return {**BUILTIN_API_CATALOG, **value}
+            if entry is None:
+                policy.pop(name, None)
+            elif isinstance(entry, ApiEntry):
+                policy[name] = entry
+            else:
+                policy[name] = _api_entry(name, entry)
+        return policy
 
-    @field_validator("graph_permission_allowlist", mode="before")
+    @field_validator("redirect_uri_domains", mode="before")
     @classmethod
-    def _allowlist(cls, value: object) -> object:
+    def _domains(cls, value: object) -> object:
         if isinstance(value, str):
-            value = frozenset(name.strip() for name in value.split(",") if name.strip())
-        if isinstance(value, frozenset | set | list | tuple):
-            for name in value:
-                if not isinstance(name, str) or not _PERMISSION_NAME.fullmatch(name):
-                    raise ValueError("permission names are letters, digits, '.', '_' and '-'")
+            value = tuple(d.strip().lower().strip(".") for d in value.split(",") if d.strip())
+        for domain in value if isinstance(value, tuple | list) else ():
+            if not isinstance(domain, str) or not _DOMAIN.fullmatch(domain):
+                raise ValueError("each domain must be a DNS name with at least two labels, e.g. contoso.com")
         return value
 
     @field_validator("rotation_schedule")
@@ -213,8 +221,8 @@ class Settings(BaseSettings):
     def request_policy(self) -> RequestPolicy:
         """What a request is checked against (shared.domain.policy)."""
         return RequestPolicy(
-            api_catalog=self.api_catalog,
-            graph_permission_allowlist=self.graph_permission_allowlist,
+            apis=self.api_policy,
+            redirect_uri_domains=self.redirect_uri_domains,
             max_secret_lifetime=self.max_secret_lifetime,
             default_secret_lifetime=self.default_secret_lifetime,
         )
@@ -233,6 +241,26 @@ class Settings(BaseSettings):
         if not self.default_secret_lifetime.never_exceeds(self.max_secret_lifetime):
             raise ValueError("DEFAULT_SECRET_LIFETIME must not exceed MAX_SECRET_LIFETIME")
         return self
+
+
+def _api_entry(name: str, entry: object) -> ApiEntry:
+    """One API_POLICY entry, validated: {"resource": appId or identifier URI, "delegated": [...],
+    "application": [...]}."""
+    shape = f"entry {name!r} must be {{resource, delegated, application}}"
+    if not isinstance(entry, Mapping) or not set(entry) <= {"resource", "delegated", "application"}:
+        raise ValueError(shape)
+    resource = entry.get("resource")
+    if not isinstance(resource, str) or not is_resource_reference(resource):
+        raise ValueError(f"entry {name!r}: resource must be a GUID appId or an identifier URI")
+    kinds: dict[str, frozenset[str]] = {}
+    for kind in ("delegated", "application"):
+        names = entry.get(kind, [])
+        if not isinstance(names, list) or not all(
+            isinstance(n, str) and _PERMISSION_NAME.fullmatch(n) for n in names
+        ):
+            raise ValueError(f"entry {name!r}: {kind} must be a list of permission names")
+        kinds[kind] = frozenset(names)
+    return ApiEntry(name, resource.lower() if re.fullmatch(GUID_PATTERN, resource) else resource, **kinds)
 
 
 @functools.cache

@@ -8,7 +8,7 @@ reads them through ``shared.settings`` exactly as in Azure.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import pytest_asyncio
@@ -47,6 +47,24 @@ async def _close_platform_clients() -> AsyncIterator[None]:
     from shared.testing import reset_clients
 
     await reset_clients()
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Change app settings for one test (the service's dependencies are rebuilt with them)."""
+    from shared import testing
+    from shared.settings import get_settings
+
+    def set_env(**values: str) -> None:
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        testing.forget()
+
+    yield set_env
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    testing.forget()
 
 
 # ---------------------------------------------------------------- the secret-leak detector

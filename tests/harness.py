@@ -3,7 +3,8 @@
 
 Everything the functions send out is kept, in order, for the leak detector (tests/leaks.py):
 ``outputs`` (every value set on an output binding: replies, rotation messages, events),
-``failures`` (every exception a function raised, with its traceback) and ``dead_letters``
+``failures`` (every exception a function raised: its traceback and everything reachable from
+its cause and context chain, see tests/leaks.py) and ``dead_letters``
 (the reason of every message ``settle`` dead-lettered).
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +19,8 @@ from typing import Any
 
 import azure.functions as func
 from azure.functions.servicebus import ServiceBusMessage
+
+from tests.reachable import exception_text
 
 outputs: list[str] = []
 failures: list[str] = []
@@ -86,7 +88,7 @@ async def register(
             message(body, message_id=message_id, delivery_count=delivery_count), reply
         )
     except BaseException as error:
-        failures.append("".join(traceback.format_exception(error)))
+        failures.append(exception_text(error))
         raise
     result: dict[str, Any] = json.loads(reply.get())
     return result

@@ -11,6 +11,11 @@ values: those the emulator issued (addPassword, Key Vault, across resets: one
 ``issued_secrets()`` call per test), the service identity's ``AZURE_CLIENT_SECRET`` and the
 admin's.
 
+An exception is searched whole (``exception_text``): every exception of its ``__cause__`` and
+``__context__`` chain, suppressed or not, and every string or bytes value reachable from each
+through attributes, containers and arguments (an azure-core error keeps the request it failed
+on, body included), not only what a traceback prints.
+
 Values shorter than ``MIN_SECRET_LENGTH`` are not secrets the service handles (Entra's are 40
 characters) but test data stored in the vault (``"v"``, ``"first"``), which would match
 everywhere; they are ignored.
@@ -24,8 +29,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from tests import harness
+from tests.reachable import exception_text
 
 MIN_SECRET_LENGTH = 16
+# The service's own loggers: an exception they log is read whole (``exception_text``). An SDK
+# logger's exception (azure-identity warns with the failed token request, whose body holds the
+# client secret a test consumer just tried) is read as a handler would write it: formatted.
+OWN_LOGGERS = ("shared", "handlers", "function_app")
 _FORMATTER = logging.Formatter()
 
 
@@ -47,6 +57,8 @@ def render(record: logging.LogRecord) -> str:
         parts.append(f"<unformattable: {error!r}>")
     if record.exc_info:
         parts.append(_FORMATTER.formatException(record.exc_info))
+        if record.exc_info[1] is not None and record.name.startswith(OWN_LOGGERS):
+            parts.append(exception_text(record.exc_info[1]))
     if record.stack_info:
         parts.append(record.stack_info)
     return "\n".join(parts)

@@ -30,6 +30,46 @@ READ_ONLY = frozenset(
 )
 
 
+# servicePrincipalLockConfiguration's properties (resources/serviceprincipallockconfiguration), all
+# Boolean. In the home tenant the lock changes nothing; it guards the service principals of the
+# application in other tenants, which this single-tenant emulator does not have.
+LOCK_PROPERTIES = (
+    "isEnabled",
+    "allProperties",
+    "credentialsWithUsageVerify",
+    "credentialsWithUsageSign",
+    "tokenEncryptionKeyId",
+)
+
+
+def check_values(props: Json) -> Json:
+    """Values of the typed properties Graph checks (beyond ``check_properties``' names):
+    ``serviceManagementReference`` is a string, ``servicePrincipalLockConfiguration`` an
+    object of Booleans, stored whole (a complex property is replaced, not merged)."""
+    reference = props.get("serviceManagementReference")
+    if reference is not None and not isinstance(reference, str):
+        raise bad_request(
+            "Invalid value specified for property 'serviceManagementReference' of resource 'Application'."
+        )
+    if props.get("servicePrincipalLockConfiguration") is not None:
+        lock = props["servicePrincipalLockConfiguration"]
+        if not isinstance(lock, dict):
+            raise bad_request(
+                "Invalid value specified for property 'servicePrincipalLockConfiguration' of resource 'Application'."
+            )
+        for key, value in lock.items():
+            if key.startswith("@odata."):
+                continue
+            if key not in LOCK_PROPERTIES:
+                raise bad_request(f"Invalid property '{key}'.")
+            if value is not None and not isinstance(value, bool):
+                raise bad_request(
+                    f"Invalid value specified for property '{key}' of resource 'ServicePrincipalLockConfiguration'."
+                )
+        props["servicePrincipalLockConfiguration"] = {key: lock.get(key) for key in LOCK_PROPERTIES}
+    return props
+
+
 def wants_upsert(call: Call) -> bool:
     return "create-if-missing" in call.request.headers.get("prefer", "").lower()
 
@@ -152,7 +192,7 @@ def _update(call: Call, app: Json, props: Json) -> None:
 
 async def create_application(call: Call) -> Response:
     authz.require(call, *authz.APPLICATION_CREATORS)
-    props = check_properties(await call.body(), APPLICATION_DEFAULTS, READ_ONLY)
+    props = check_values(check_properties(await call.body(), APPLICATION_DEFAULTS, READ_ONLY))
     app = _create(call, props)
     return ok({"@odata.context": call.context("applications/$entity"), **render(app)}, 201)
 
@@ -173,7 +213,7 @@ async def update_application(call: Call) -> Response:
     an application that is still replicating, so a retried upsert never duplicates."""
     upsert = "alt" in call.segments and call.segments["alt"] is not None and wants_upsert(call)
     object_id, key = _alternate(call)
-    props = check_properties(await call.body(), APPLICATION_DEFAULTS, READ_ONLY)
+    props = check_values(check_properties(await call.body(), APPLICATION_DEFAULTS, READ_ONLY))
     if object_id is None:
         if not upsert:
             authz.require(call, *authz.APPLICATION_READERS)

@@ -45,6 +45,7 @@ APPLICATION = EntityType(
         "displayName": STRING,
         "signInAudience": EQ,
         "publisherDomain": EQ,
+        "serviceManagementReference": EQ,
         "tags": COLLECTION,
         "identifierUris": COLLECTION,
     },

@@ -17,16 +17,17 @@ import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from shared.domain.errors import NotFound, PermanentError, PermissionDenied, TransientError
+from shared.domain.errors import NotFound, PermanentError, PermissionDenied, ServiceError, TransientError
 from shared.domain.records import StoredVersion
 from shared.domain.secret_value import SecretValue
-from shared.domain.stored import KEY_ID, SECRET_CONTENT_TYPE
+from shared.domain.stored import KEY_ID, RECORD_VALUE, SECRET_CONTENT_TYPE
 
 if TYPE_CHECKING:
     from azure.keyvault.secrets import SecretProperties
     from azure.keyvault.secrets.aio import SecretClient
 
 T = TypeVar("T")
+RECORD_CONTENT_TYPE = "application/vnd.entra-app-registration.decommission-record"
 
 
 def _inner_code(error: Exception) -> str | None:
@@ -35,6 +36,38 @@ def _inner_code(error: Exception) -> str | None:
     inner = getattr(getattr(error, "error", None), "innererror", None)
     code = inner.get("code") if isinstance(inner, dict) else None
     return str(code) if code else None
+
+
+def _mapped(what: str, error: Exception) -> ServiceError | None:
+    """A shared.domain.errors error for one of azure-core's, holding only text: never the
+    SDK error, its response or its request."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceExistsError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    if isinstance(error, ResourceNotFoundError):
+        return NotFound("SecretNotFound", f"{what}: not found")
+    if isinstance(error, ResourceExistsError):
+        return PermanentError(_inner_code(error) or "Conflict", f"{what}: {error.message}")
+    if isinstance(error, ClientAuthenticationError):
+        return TransientError("TokenUnavailable", f"{what}: {error.message}")
+    if isinstance(error, ServiceRequestError | ServiceResponseError):
+        return TransientError("KeyVaultUnreachable", f"{what}: {type(error).__name__}")
+    if isinstance(error, HttpResponseError):
+        status = error.status_code or 0
+        code = _inner_code(error) or str(getattr(error.error, "code", None) or status)
+        detail = f"{what}: Key Vault answered {status} {code}"
+        if status == 429 or status >= 500:
+            return TransientError("KeyVaultUnavailable", detail)
+        if status == 403:
+            return PermissionDenied(code, detail)
+        return PermanentError(code, detail)
+    return None
 
 
 def _version(properties: SecretProperties) -> StoredVersion:
@@ -55,34 +88,19 @@ class KeyVaultGateway:
         self.client = client
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        from azure.core.exceptions import (
-            ClientAuthenticationError,
-            HttpResponseError,
-            ResourceExistsError,
-            ResourceNotFoundError,
-            ServiceRequestError,
-            ServiceResponseError,
-        )
+        """Run one call; map azure-core's errors to shared.domain.errors.
 
+        The mapped error is raised after the ``except`` block, never inside it: raised there,
+        it would keep azure-core's error as its ``__context__`` (``from None`` only hides it
+        from tracebacks), and that error keeps the request it failed on, whose body is the
+        secret's value on a ``set_secret``."""
         try:
             return await call()
-        except ResourceNotFoundError:
-            raise NotFound("SecretNotFound", f"{what}: not found") from None
-        except ResourceExistsError as error:
-            raise PermanentError(_inner_code(error) or "Conflict", f"{what}: {error.message}") from None
-        except ClientAuthenticationError as error:
-            raise TransientError("TokenUnavailable", f"{what}: {error.message}") from None
-        except (ServiceRequestError, ServiceResponseError) as error:
-            raise TransientError("KeyVaultUnreachable", f"{what}: {type(error).__name__}") from None
-        except HttpResponseError as error:
-            status = error.status_code or 0
-            code = _inner_code(error) or str(getattr(error.error, "code", None) or status)
-            detail = f"{what}: Key Vault answered {status} {code}"
-            if status == 429 or status >= 500:
-                raise TransientError("KeyVaultUnavailable", detail) from None
-            if status == 403:
-                raise PermissionDenied(code, detail) from None
-            raise PermanentError(code, detail) from None
+        except Exception as error:  # mapped below; anything unknown propagates as it is
+            failure = _mapped(what, error)
+            if failure is None:
+                raise
+        raise failure
 
     async def versions(self, name: str) -> list[StoredVersion]:
         """Every version of the secret (properties and tags, never values); [] if none.
@@ -162,13 +180,35 @@ class KeyVaultGateway:
             )
             return _version(secret.properties)
 
+        return await self._set_recovering(f"store a version of {name}", name, set_secret)
+
+    async def write_record(self, name: str, tags: Mapping[str, str]) -> StoredVersion:
+        """A disabled version of ``name`` that only carries ``tags`` (its value is no secret).
+
+        Raises ``TransientError``, ``PermissionDenied``, ``PermanentError``. Needs
+        ``Microsoft.KeyVault/vaults/secrets/setSecret/action``.
+        """
+
+        async def set_record() -> StoredVersion:
+            secret = await self.client.set_secret(
+                name, RECORD_VALUE, enabled=False, tags=dict(tags), content_type=RECORD_CONTENT_TYPE
+            )
+            return _version(secret.properties)
+
+        return await self._set_recovering(f"record on {name}", name, set_record)
+
+    async def _set_recovering(
+        self, what: str, name: str, set_version: Callable[[], Awaitable[StoredVersion]]
+    ) -> StoredVersion:
+        """``set_version``; a soft-deleted name (409 ObjectIsDeletedButRecoverable) is recovered
+        first, with its history, then set again."""
         try:
-            return await self._call(f"store a version of {name}", set_secret)
+            return await self._call(what, set_version)
         except PermanentError as error:
             if error.code != "ObjectIsDeletedButRecoverable":
                 raise
         await self.recover(name)
-        return await self._call(f"store a version of {name}", set_secret)
+        return await self._call(what, set_version)
 
     async def recover(self, name: str) -> None:
         """Recover a soft-deleted secret with its versions; waits until it is done.

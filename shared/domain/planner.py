@@ -74,6 +74,34 @@ def _newer(credential: Credential) -> tuple[dt.datetime, dt.datetime]:
     return credential.info.start, credential.info.end
 
 
+def in_successors_grace(
+    credential: Credential, stored_valid: Sequence[Credential], now: dt.datetime, grace: dt.timedelta
+) -> bool:
+    """Whether a newer stored credential took over from ``credential`` less than ``grace`` ago:
+    consumers that cached ``credential`` may not have picked its successor up yet."""
+    return any(
+        n is not credential and _newer(n) > _newer(credential) and now - _stored_since(n) < grace
+        for n in stored_valid
+    )
+
+
+def rotated_within(
+    passwords: Sequence[PasswordInfo],
+    versions: Sequence[StoredVersion],
+    now: dt.datetime,
+    grace: dt.timedelta,
+) -> Credential | None:
+    """The newest stored, valid managed credential if it was stored less than ``grace`` ago and
+    succeeded another one (a rotation whose grace period is running), else None."""
+    credentials = join(passwords, versions)
+    stored = [c for c in credentials if c.managed and c.stored is not None and c.valid_at(now)]
+    newest = max(stored, key=_newer, default=None)
+    if newest is None or now - _stored_since(newest) >= grace:
+        return None
+    older = [c for c in credentials if c.managed and c is not newest and _newer(c) < _newer(newest)]
+    return newest if older else None
+
+
 def _stored_since(credential: Credential) -> dt.datetime:
     """Since when consumers can read this credential: its start, or its version's creation if later."""
     created = credential.stored.created_on if credential.stored is not None else None
@@ -184,8 +212,16 @@ def plan_rotation(
             before.append(step)
             excess -= 1
         chosen = {s.key_id for s in before}
+        # Never one inside its successor's grace period: consumers may have read it moments ago.
         others = sorted(
-            (c for c in managed if c is not keeper and c.key_id not in chosen and not holds_latest(c)),
+            (
+                c
+                for c in managed
+                if c is not keeper
+                and c.key_id not in chosen
+                and not holds_latest(c)
+                and not in_successors_grace(c, stored_valid, now, policy.grace)
+            ),
             key=lambda c: c.info.end,
         )
         for c in others:

@@ -34,6 +34,8 @@ class AppRecord:
     display_name: str
     tags: tuple[str, ...]
     passwords: tuple[PasswordInfo, ...]
+    # The owner reference (Graph's serviceManagementReference); None on apps registered before it.
+    service_management_reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class ResourceApi:
     display_name: str
     scopes: dict[str, str]
     roles: dict[str, str]
+    # Its servicePrincipalNames: the identifier URIs (and appId) it answers to.
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class DesiredApplication:
     spa_redirect_uris: tuple[str, ...]
     is_fallback_public_client: bool
     required_resource_access: tuple[ResourceAccess, ...]
+    service_management_reference: str
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@
   ``[managed:{origin}]`` (origin: the request id, or ``rotation:{date}``), so the service can
   tell its own credentials from ones people added by hand, even when a crash left one
   without its value in Key Vault.
-- **Application tags.** The service tag (a setting), ``request:{requestId}`` and
-  ``credential-lifetime:{ISO duration}`` (the lifetime rotation issues again).
+- **Application tags.** The service tag (a setting), ``request:{requestId}``,
+  ``requested-by:{requestedBy}`` and ``credential-lifetime:{ISO duration}`` (the lifetime
+  rotation issues again). The owner reference is Graph's own ``serviceManagementReference``.
 - **Key Vault.** One secret per application, ``app-{uniqueName}``; each credential's value is
   a version of it, tagged with the names below (``keyId`` links the version to its credential).
 """
@@ -52,12 +53,16 @@ def rotation_origin(now: dt.datetime) -> str:
 # -- application tags -----------------------------------------------------------------------
 
 REQUEST_TAG = "request:"
+REQUESTED_BY_TAG = "requested-by:"
 LIFETIME_TAG = "credential-lifetime:"
 
 
-def application_tags(service_tag: str, request_id: str, lifetime: str | None) -> tuple[str, ...]:
-    """The tags a registration puts on its application; ``lifetime`` None: no secret."""
-    tags = [service_tag, f"{REQUEST_TAG}{request_id}"]
+def application_tags(
+    service_tag: str, request_id: str, requested_by: str, lifetime: str | None
+) -> tuple[str, ...]:
+    """The tags a registration puts on its application: the service's, the last request that
+    converged it and who asked; ``lifetime`` None: no secret."""
+    tags = [service_tag, f"{REQUEST_TAG}{request_id}", f"{REQUESTED_BY_TAG}{requested_by}"]
     if lifetime is not None:
         tags.append(f"{LIFETIME_TAG}{lifetime}")
     return tuple(tags)
@@ -88,8 +93,15 @@ UNIQUE_NAME = "uniqueName"
 ORIGIN = "origin"
 LIFETIME = "lifetime"
 MANAGED_BY = "managedBy"
+REQUESTED_BY = "requestedBy"
+OWNER = "serviceManagementReference"
+# Who asks for a scheduled rotation.
+SCHEDULER = "rotation-scheduler"
 # Added by decommission, so that a redelivery answers like the first delivery.
 DECOMMISSIONED_BY = "decommissionedBy"
+KIND = "kind"
+RECORD = "decommission-record"
+RECORD_VALUE = "decommissioned"  # not a secret: the value of a record version
 OBJECT_ID = "objectId"
 DISPLAY_NAME = "displayName"
 
@@ -100,21 +112,50 @@ def secret_name(unique_name: str) -> str:
 
 
 def version_tags(
-    *, key_id: str, app_id: str, unique_name: str, origin: str, lifetime: str, service_tag: str
+    *,
+    key_id: str,
+    app_id: str,
+    unique_name: str,
+    origin: str,
+    lifetime: str,
+    service_tag: str,
+    requested_by: str,
+    owner: str | None,
 ) -> dict[str, str]:
-    """The tags of a new version holding credential ``key_id``'s value."""
-    return {
+    """The tags of a new version holding credential ``key_id``'s value. ``origin`` is the
+    request id (or ``rotation:{date}``), ``requested_by`` who asked, ``owner`` the
+    application's serviceManagementReference."""
+    tags = {
         KEY_ID: key_id,
         APP_ID: app_id,
         UNIQUE_NAME: unique_name,
         ORIGIN: origin,
         LIFETIME: lifetime,
         MANAGED_BY: service_tag.split(":", 1)[-1],
+        REQUESTED_BY: requested_by,
     }
+    if owner is not None:
+        tags[OWNER] = owner
+    return tags
 
 
 def decommission_record(
-    tags: Mapping[str, str], request_id: str, object_id: str, display_name: str
+    tags: Mapping[str, str], request_id: str, object_id: str, app_id: str, display_name: str, owner: str
 ) -> dict[str, str]:
-    """A version's tags plus what a redelivered decommission needs to answer alike."""
-    return {**tags, DECOMMISSIONED_BY: request_id, OBJECT_ID: object_id, DISPLAY_NAME: display_name}
+    """A version's tags plus what a redelivered decommission needs to answer alike (and to
+    refuse a copy with another owner reference, or leave alone a later application of the
+    same name, once the application is gone)."""
+    return {
+        **tags,
+        DECOMMISSIONED_BY: request_id,
+        OBJECT_ID: object_id,
+        APP_ID: app_id,
+        DISPLAY_NAME: display_name,
+        OWNER: owner,
+    }
+
+
+def is_record(tags: Mapping[str, str]) -> bool:
+    """A version written only to carry a decommission record (an application without a stored
+    secret): its value is no secret, and it was never a credential's."""
+    return tags.get(KIND) == RECORD

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from shared.messages.base import rule
+from shared.messages.redirect_uris import public_client_redirect_uri, web_redirect_uri
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -29,7 +30,6 @@ IDENTIFIER_URI_PATTERN = "^(?:https|api)://[^\\s\"'#?\\x00-\\x1f\\x7f-\\x9f]+$"
 IDENTIFIER_URI_MAX_LENGTH = 256
 MAX_REDIRECT_URIS = 256
 MAX_PERMISSIONS_PER_KIND = 100
-_DANGEROUS_SCHEMES = frozenset({"javascript", "data", "file", "vbscript"})
 
 
 def is_resource_reference(value: str) -> bool:
@@ -86,9 +86,22 @@ RequestId = Annotated[
 ]
 RequestedBy = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=256),
+    StringConstraints(min_length=1, max_length=240),
     AfterValidator(no_control_characters),
-    Field(description="Who asked for the change, usually an email address or UPN; recorded, not checked."),
+    Field(
+        description="Who asked for the change, usually an email address or UPN: recorded on the application, "
+        "in Key Vault, in the logs and in the reply; not checked (the ticketing system authenticates it)."
+    ),
+]
+ServiceManagementReference = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128),
+    AfterValidator(no_control_characters),
+    Field(
+        description="The service or CMDB record the application belongs to (Graph's "
+        "`serviceManagementReference`), filled by the ticketing system from the CMDB item the requester is "
+        "authorised for. It owns the application: a later register, rotate or decommission must name the same."
+    ),
 ]
 UniqueName = Annotated[
     str,
@@ -121,70 +134,11 @@ PermissionNames = Annotated[
 ]
 
 
-# ---------------------------------------------------------------- redirect URIs
-
-# RFC 3986 characters, less the three the rules forbid: ' (breaks quoting), * (wildcard), # (fragment).
-_URI_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?\[\]@!$&()+,;=%]+")
-_HTTPS_URI = re.compile(
-    r"(?i:https)://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::(?P<port>\d{1,5}))?(?:[/?].*)?"
-)
-_LOOPBACK_URI = re.compile(r"(?i:http)://(?i:localhost|127\.0\.0\.1)(?::(?P<port>\d{1,5}))?(?:[/?].*)?")
-_SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):.+")
-
-
-def _uri_characters(value: str) -> None:
-    if "*" in value:
-        raise rule("wildcard_not_allowed", "Redirect URIs must not contain wildcards (*).")
-    if "#" in value:
-        raise rule("fragment_not_allowed", "Redirect URIs must not contain a fragment (#).")
-    if not _URI_CHARACTERS.fullmatch(value):
-        raise rule(
-            "invalid_character",
-            "Redirect URIs may contain only URI characters: no whitespace, quotes or control characters.",
-        )
-
-
-def _is_https_or_loopback(value: str) -> bool:
-    match = _HTTPS_URI.fullmatch(value) or _LOOPBACK_URI.fullmatch(value)
-    return match is not None and int(match["port"] or 0) <= 65535
-
-
-def _web_redirect_uri(value: str) -> str:
-    _uri_characters(value)
-    if not _is_https_or_loopback(value):
-        raise rule(
-            "invalid_redirect_uri",
-            "Must be https://host[:port][/path], or http://localhost or http://127.0.0.1 for local development.",
-        )
-    return value
-
-
-def _public_client_redirect_uri(value: str) -> str:
-    _uri_characters(value)
-    if _is_https_or_loopback(value):
-        return value
-    match = _SCHEME.fullmatch(value)
-    scheme = match["scheme"].lower() if match else None
-    if scheme == "http":
-        raise rule(
-            "insecure_redirect_uri", "http:// is allowed only for localhost and 127.0.0.1; use https://."
-        )
-    if scheme in _DANGEROUS_SCHEMES:
-        raise rule(
-            "scheme_not_allowed", "The javascript:, data:, file: and vbscript: schemes are not allowed."
-        )
-    if scheme is None or scheme == "https":
-        raise rule(
-            "invalid_redirect_uri",
-            "Must be https://host, http://localhost, a custom scheme such as myapp://auth, "
-            "or urn:ietf:wg:oauth:2.0:oob.",
-        )
-    return value
-
+# ---------------------------------------------------------------- redirect URIs (shared.messages.redirect_uris)
 
 _URI_LENGTH = StringConstraints(min_length=1, max_length=256)
-WebRedirectUri = Annotated[str, _URI_LENGTH, AfterValidator(_web_redirect_uri)]
-PublicClientRedirectUri = Annotated[str, _URI_LENGTH, AfterValidator(_public_client_redirect_uri)]
+WebRedirectUri = Annotated[str, _URI_LENGTH, AfterValidator(web_redirect_uri)]
+PublicClientRedirectUri = Annotated[str, _URI_LENGTH, AfterValidator(public_client_redirect_uri)]
 
 
 # ---------------------------------------------------------------- API references

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -36,7 +37,7 @@ def parse_request(body: bytes) -> RegistrationRequest:
     except UnicodeDecodeError:
         raise RequestRejected([_body_error("not_utf8", "The body must be UTF-8 encoded JSON.")]) from None
     try:
-        document = json.loads(text, parse_constant=_refuse_constant)
+        document = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_Object.of)
     except RecursionError:
         raise RequestRejected([_body_error("too_deep", "The body is nested too deeply.")]) from None
     except ValueError:
@@ -46,10 +47,49 @@ def parse_request(body: bytes) -> RegistrationRequest:
     request_id = _readable_request_id(document)
     if _nesting(document) > MAX_NESTING:
         raise RequestRejected([_body_error("too_deep", "The body is nested too deeply.")], request_id)
+    duplicates = _duplicate_keys(document)
+    if duplicates:
+        raise RequestRejected(duplicates[:MAX_REPORTED_ERRORS], request_id)
     try:
         return REQUEST_ADAPTER.validate_json(text)
     except ValidationError as error:
         raise RequestRejected(_field_errors(error.errors()), request_id) from None
+
+
+class _Object(dict[str, Any]):
+    """A JSON object that remembers the keys it was given more than once. JSON parsers
+    disagree on which of two equal keys wins (here and in pydantic, the last), so a body that
+    could mean two things to two readers (a second `action`, a second `uniqueName`) is refused."""
+
+    duplicates: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> _Object:
+        made = cls(pairs)
+        if len(made) != len(pairs):
+            counts = Counter(key for key, _ in pairs)
+            made.duplicates = tuple(key for key, n in counts.items() if n > 1)
+        return made
+
+
+def _duplicate_keys(document: object) -> list[FieldError]:
+    errors: list[FieldError] = []
+    stack: list[tuple[object, list[str | int]]] = [(document, [])]
+    while stack:
+        value, loc = stack.pop()
+        if isinstance(value, _Object):
+            errors.extend(
+                FieldError(
+                    field=_path([*loc, key]),
+                    code="duplicate_key",
+                    message="This key appears more than once in its object; give it once.",
+                )
+                for key in value.duplicates
+            )
+            stack.extend((child, [*loc, key]) for key, child in value.items())
+        elif isinstance(value, list):
+            stack.extend((child, [*loc, i]) for i, child in enumerate(value))
+    return sorted(errors, key=lambda e: e.field)
 
 
 def _refuse_constant(name: str) -> None:
@@ -62,6 +102,8 @@ def _body_error(code: str, message: str) -> FieldError:
 
 
 def _readable_request_id(document: dict[str, Any]) -> str | None:
+    if "requestId" in getattr(document, "duplicates", ()):
+        return None  # two request ids: answering to either would mislead the other
     value = document.get("requestId")
     if isinstance(value, str) and len(value) <= 100 and re.fullmatch(REQUEST_ID_PATTERN, value):
         return value

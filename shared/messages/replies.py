@@ -22,6 +22,9 @@ class ReplyApplication(Outbound):
     object_id: str = Field(description="The application object's id.")
     service_principal_id: str | None = Field(default=None, description="The service principal's object id.")
     tenant_id: str
+    service_management_reference: str | None = Field(
+        default=None, description="The application's owner reference (Graph's serviceManagementReference)."
+    )
 
 
 class ReplyCredential(Outbound):
@@ -63,6 +66,9 @@ class RegistrationReply(Outbound):
     request_id: str | None = Field(
         description="The request's requestId; null when the body had none readable."
     )
+    requested_by: str | None = Field(
+        default=None, description="Who asked, as the request said; null when the body had none readable."
+    )
     status: Literal["succeeded", "rejected", "failed"] = Field(
         description="`rejected`: the request can never succeed as sent (see errors). `failed`: it could not "
         "be completed now; sending it again may succeed."
@@ -74,6 +80,10 @@ class RegistrationReply(Outbound):
     errors: list[FieldError] = Field(default_factory=list)
 
 
-def rejected(request_id: str | None, errors: Sequence[FieldError]) -> RegistrationReply:
+def rejected(
+    request_id: str | None, errors: Sequence[FieldError], requested_by: str | None = None
+) -> RegistrationReply:
     """The reply to a request that can never succeed as sent: each problem names its field."""
-    return RegistrationReply(request_id=request_id, status="rejected", errors=list(errors))
+    return RegistrationReply(
+        request_id=request_id, requested_by=requested_by, status="rejected", errors=list(errors)
+    )

@@ -29,6 +29,7 @@ from shared.messages.fields import (
     RequestedBy,
     RequestId,
     SchemaVersion,
+    ServiceManagementReference,
     UniqueName,
     WebRedirectUri,
     no_control_characters,
@@ -48,20 +49,23 @@ class RedirectUris(Inbound):
         list[WebRedirectUri], Field(max_length=MAX_REDIRECT_URIS), AfterValidator(unique_entries)
     ] = Field(
         default_factory=list,
-        description="Web platform (confidential clients): https://, or http://localhost for development.",
+        description="Web platform (confidential clients): https:// to a fully qualified host name, or "
+        "http://localhost for development (see shared/messages/redirect_uris.py for every rule).",
     )
     public_client: Annotated[
         list[PublicClientRedirectUri], Field(max_length=MAX_REDIRECT_URIS), AfterValidator(unique_entries)
     ] = Field(
         default_factory=list,
-        description="Mobile and desktop platform (public clients): https://, http://localhost, a custom "
-        "scheme such as myapp://auth or msal<clientId>://auth, or urn:ietf:wg:oauth:2.0:oob.",
+        description="Mobile and desktop platform (public clients): https://, http://localhost, "
+        "msal{clientId}://auth, msauth.{bundleId}://auth, msauth://{package}/{signature}, or a private-use "
+        "scheme named by a reversed domain such as com.contoso.app:/auth.",
     )
     spa: Annotated[
         list[WebRedirectUri], Field(max_length=MAX_REDIRECT_URIS), AfterValidator(unique_entries)
     ] = Field(
         default_factory=list,
-        description="Single-page application platform (public clients): https://, or http://localhost.",
+        description="Single-page application platform (public clients): https:// to a fully qualified host "
+        "name, or http://localhost.",
     )
 
     @model_validator(mode="after")
@@ -75,8 +79,11 @@ class RegisterApplication(Inbound):
     """The application to create or update."""
 
     unique_name: UniqueName | None = Field(
-        default=None, description="Optional; derived from requestId when absent (see derive_unique_name)."
+        default=None,
+        description="Optional when requestId is itself a valid uniqueName, which is then used as is; "
+        "required otherwise (no two request ids may map to one application).",
     )
+    service_management_reference: ServiceManagementReference
     display_name: DisplayName
     client_type: Literal["service", "confidential", "public"] = Field(
         description="`service`: a daemon using client credentials, no redirect URIs. `confidential`: a web app "
@@ -105,9 +112,10 @@ class RegisterApplication(Inbound):
 
 
 class ApplicationRef(Inbound):
-    """An application the service registered earlier, by its uniqueName."""
+    """An application the service registered earlier, by its uniqueName, and its owner reference."""
 
     unique_name: UniqueName
+    service_management_reference: ServiceManagementReference
 
 
 def _unique_apis(permissions: list[ApiPermission]) -> list[ApiPermission]:
@@ -212,15 +220,17 @@ class RegisterRequest(_RequestBase):
 
     @property
     def unique_name(self) -> str:
-        """The application's key: `application.uniqueName`, or derived from `requestId`."""
-        return self.application.unique_name or derive_unique_name(self.request_id)
+        """The application's key: `application.uniqueName`, or `requestId` when that is a valid one."""
+        return self.application.unique_name or self.request_id
 
     @model_validator(mode="after")
     def _consistent(self) -> RegisterRequest:
+        # Only an identity mapping cannot collide: `X.1` and `x-1` would both become `x-1`.
         if not re.fullmatch(UNIQUE_NAME_PATTERN, self.unique_name):
             raise rule(
-                "invalid_format",
-                "No uniqueName can be derived from requestId; give application.uniqueName.",
+                "missing",
+                "Required: requestId is not itself a valid uniqueName (1-64 lower-case letters, digits and "
+                "'-'), and deriving one could give two requests the same application.",
                 "application",
                 "uniqueName",
             )
@@ -251,14 +261,3 @@ RegistrationRequest = Annotated[
 REQUEST_ADAPTER: TypeAdapter[RegisterRequest | DecommissionRequest | RotateRequest] = TypeAdapter(
     RegistrationRequest
 )
-
-
-def derive_unique_name(request_id: str) -> str:
-    """The uniqueName for a request that gives none: lower-case, runs of other characters as one '-'.
-
-    `SNOW-CHG0012345` -> `snow-chg0012345`, `INC.0042:b` -> `inc-0042-b`. Trimmed of '-',
-    cut to 64 characters, trimmed again. Distinct ids can map to one name (`A.1` and
-    `a-1`); give `uniqueName` where that matters.
-    """
-    name = re.sub(r"[^a-z0-9]+", "-", request_id.lower()).strip("-")
-    return name[:64].strip("-")

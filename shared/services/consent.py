@@ -44,40 +44,58 @@ async def service_principal_and_consent(
     deps: Dependencies,
     app: AppRecord,
     permissions: Sequence[ResolvedPermission],
-    consent: bool,
+    grant: bool,
     created: bool,
 ) -> tuple[str, list[ConsentResult]]:
-    """Upsert the app's service principal, then (``consent``) converge its grants; returns the
-    service principal's id and the consent it now holds."""
+    """Upsert the app's service principal, then make its consent follow the request: consent
+    for anything the request no longer names is revoked, whatever ``grant`` says; ``grant``
+    adds consent for what it names. Returns the service principal's id and the consent it
+    holds afterwards, by API as the request named it."""
     sp_id = await deps.applications.upsert_service_principal(app.app_id)
-    if not consent:
-        return sp_id, []
-    await gather_all(
-        _converge_delegated(deps, sp_id, permissions, fresh=created),
-        _converge_application(deps, sp_id, permissions, fresh=created),
+    if created and not grant:
+        return sp_id, []  # a new service principal holds no consent
+    scopes, roles = await gather_all(
+        _converge_delegated(deps, sp_id, permissions, grant=grant, fresh=created),
+        _converge_application(deps, sp_id, permissions, grant=grant, fresh=created),
     )
-    return sp_id, [
-        ConsentResult(api=p.api, delegated=list(p.delegated), application=list(p.application))
-        for p in permissions
-    ]
+    held = []
+    for p in permissions:
+        resource_id = p.resource.service_principal_id
+        delegated = [name for name in p.delegated if name in scopes.get(resource_id, ())]
+        application = [name for name in p.application if (resource_id, p.resource.roles[name]) in roles]
+        if delegated or application:
+            held.append(ConsentResult(api=p.api, delegated=delegated, application=application))
+    return sp_id, held
 
 
 async def _converge_delegated(
-    deps: Dependencies, sp_id: str, permissions: Sequence[ResolvedPermission], *, fresh: bool
-) -> None:
-    """One AllPrincipals grant per resource whose scope is exactly what the request asks."""
+    deps: Dependencies, sp_id: str, permissions: Sequence[ResolvedPermission], *, grant: bool, fresh: bool
+) -> dict[str, frozenset[str]]:
+    """One AllPrincipals grant per resource, whose scope is what the request asks (``grant``)
+    or what it still asks of the scopes already granted; no grant for anything else. Returns
+    the scopes held per resource afterwards."""
     consent = deps.consent
     existing = {} if fresh else {g.resource_id: g for g in await consent.grants_of(sp_id)}
-    wanted = {p.resource.service_principal_id: p.delegated for p in permissions if p.delegated}
+    held: dict[str, frozenset[str]] = {}
     steps = []
-    for resource_id, scopes in wanted.items():
-        grant = existing.get(resource_id)
-        if grant is None:
-            steps.append(_create_grant(deps, sp_id, resource_id, scopes))
-        elif set(grant.scope.split()) != set(scopes):
-            steps.append(consent.update_grant(grant.id, scopes))
-    steps += [consent.delete_grant(g.id) for rid, g in existing.items() if rid not in wanted]
+    for p in permissions:
+        resource_id, requested = p.resource.service_principal_id, frozenset(p.delegated)
+        current = existing.get(resource_id)
+        have = frozenset(current.scope.split()) if current is not None else frozenset()
+        target = requested if grant else requested & have
+        if target:
+            held[resource_id] = target
+        if current is None:
+            if target:
+                steps.append(_create_grant(deps, sp_id, resource_id, sorted(target)))
+        elif not target:
+            steps.append(consent.delete_grant(current.id))
+        elif target != have:
+            steps.append(consent.update_grant(current.id, sorted(target)))
+    requested_resources = {p.resource.service_principal_id for p in permissions}
+    steps += [consent.delete_grant(g.id) for rid, g in existing.items() if rid not in requested_resources]
     await gather_all(*steps)
+    return held
 
 
 async def _create_grant(deps: Dependencies, sp_id: str, resource_id: str, scopes: Sequence[str]) -> None:
@@ -96,12 +114,16 @@ async def _create_grant(deps: Dependencies, sp_id: str, resource_id: str, scopes
 
 
 async def _converge_application(
-    deps: Dependencies, sp_id: str, permissions: Sequence[ResolvedPermission], *, fresh: bool
-) -> None:
+    deps: Dependencies, sp_id: str, permissions: Sequence[ResolvedPermission], *, grant: bool, fresh: bool
+) -> frozenset[tuple[str, str]]:
+    """App role assignments: what the request asks (``grant``) or what it still asks of those
+    already assigned; every other assignment is revoked. Returns (resource, role) held."""
     consent = deps.consent
     existing = [] if fresh else await consent.role_assignments_of(sp_id)
-    wanted = {(p.resource.service_principal_id, role_id) for p in permissions for role_id in p.role_ids}
     have = {(a.resource_id, a.app_role_id): a for a in existing}
+    requested = {(p.resource.service_principal_id, role_id) for p in permissions for role_id in p.role_ids}
+    wanted = requested if grant else requested & have.keys()
     steps = [consent.assign_role(sp_id, rid, role) for rid, role in wanted - have.keys()]
     steps += [consent.delete_role_assignment(sp_id, a.id) for key, a in have.items() if key not in wanted]
     await gather_all(*steps)
+    return frozenset(wanted)

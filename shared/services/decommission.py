@@ -9,55 +9,57 @@ from __future__ import annotations
 
 from shared.domain import stored
 from shared.domain.errors import PermissionDenied
+from shared.domain.records import StoredVersion
 from shared.messages.replies import RegistrationReply, RemovedResources, ReplyApplication
 from shared.messages.requests import DecommissionRequest
 from shared.services.dependencies import Dependencies
+from shared.services.ownership import NOT_OWNER, ensure_graph_lets_us_delete, ensure_owned
 from shared.services.tasks import gather_all
-
-NOT_MANAGED = "This application was not registered by this service; it is left untouched."
-
-
-def not_managed() -> PermissionDenied:
-    """The refusal for an application the service did not register."""
-    return PermissionDenied("not_managed", NOT_MANAGED, field="application.uniqueName")
 
 
 async def decommission(deps: Dependencies, request: DecommissionRequest) -> RegistrationReply:
-    """The reply to a decommission request. Raises ``PermissionDenied`` (``not_managed``) for an
-    application the service did not register, a ``TransientError`` for redelivery."""
+    """The reply to a decommission request. Raises ``PermissionDenied`` (``not_managed``,
+    ``not_owner``) for an application the service did not register or the request's
+    reference does not own, before anything changes; a ``TransientError`` for redelivery."""
     graph, vault, settings = deps.applications, deps.vault, deps.settings
-    unique_name = request.application.unique_name
-    app = await graph.get_application_by_unique_name(unique_name)
-    if app is not None and settings.service_tag not in app.tags:
-        raise not_managed()
+    unique_name, request_id = request.application.unique_name, request.request_id
+    reference = request.application.service_management_reference
     name = stored.secret_name(unique_name)
-    versions = await vault.versions(name)
-    request_id = request.request_id
+    app, versions = await gather_all(graph.get_application_by_unique_name(unique_name), vault.versions(name))
+    mine = [v for v in versions if v.tags.get(stored.DECOMMISSIONED_BY) == request_id]
+    if mine and (app is None or app.object_id != mine[0].tags.get(stored.OBJECT_ID)):
+        # An earlier delivery of this request removed its application; one found now is a
+        # later registration of the same name, which this ticket never targeted.
+        record = mine[0].tags
+        if record.get(stored.OWNER) != reference:
+            raise PermissionDenied("not_owner", NOT_OWNER, field="application.serviceManagementReference")
+        if app is None:
+            await gather_all(*(vault.disable(name, v.version) for v in mine if v.enabled))
+        application = ReplyApplication(
+            unique_name=unique_name,
+            display_name=record.get(stored.DISPLAY_NAME),
+            client_id=record.get(stored.APP_ID, ""),
+            object_id=record.get(stored.OBJECT_ID, ""),
+            tenant_id=settings.azure_tenant_id,
+        )
+        return _decommissioned(request, application, True, True, _values(mine))
     if app is None:
-        # Gone: deleted by an earlier delivery of this request if that one left its record
-        # on the stored versions (below), else there was nothing to remove.
-        record = next((v.tags for v in versions if v.tags.get(stored.DECOMMISSIONED_BY) == request_id), None)
-        removed = record is not None
-        application = None
-        if record is not None:
-            application = ReplyApplication(
-                unique_name=unique_name,
-                display_name=record.get(stored.DISPLAY_NAME),
-                client_id=record.get(stored.APP_ID, ""),
-                object_id=record.get(stored.OBJECT_ID, ""),
-                tenant_id=settings.azure_tenant_id,
-            )
+        # Nothing of this name to remove (never registered, or removed by someone else).
         await gather_all(*(vault.disable(name, v.version) for v in versions if v.enabled))
-        return _decommissioned(request_id, application, removed, removed, len(versions))
+        return _decommissioned(request, None, False, False, _values(versions))
+    ensure_owned(app, settings.service_tag, reference)
+    await ensure_graph_lets_us_delete(deps, app)
     # Disable the stored values first, recording this request on them, so that a redelivery
-    # after the deletion still knows what this request removed.
+    # after the deletion still knows what this request removed; an application without a
+    # stored value gets a record version of its own.
+    record = stored.decommission_record(
+        {}, request_id, app.object_id, app.app_id, app.display_name, reference
+    )
+    if not versions:
+        await vault.write_record(name, {**record, stored.KIND: stored.RECORD})
     await gather_all(
         *(
-            vault.disable(
-                name,
-                v.version,
-                stored.decommission_record(v.tags, request_id, app.object_id, app.display_name),
-            )
+            vault.disable(name, v.version, {**v.tags, **record})
             for v in versions
             if v.enabled or v.tags.get(stored.DECOMMISSIONED_BY) != request_id
         )
@@ -71,14 +73,24 @@ async def decommission(deps: Dependencies, request: DecommissionRequest) -> Regi
         object_id=app.object_id,
         tenant_id=settings.azure_tenant_id,
     )
-    return _decommissioned(request_id, application, app_removed, sp_removed, len(versions))
+    return _decommissioned(request, application, app_removed, sp_removed, _values(versions))
+
+
+def _values(versions: list[StoredVersion]) -> int:
+    """How many versions held a credential's value (record versions never did)."""
+    return sum(1 for v in versions if not stored.is_record(v.tags))
 
 
 def _decommissioned(
-    request_id: str, application: ReplyApplication | None, app_removed: bool, sp_removed: bool, versions: int
+    request: DecommissionRequest,
+    application: ReplyApplication | None,
+    app_removed: bool,
+    sp_removed: bool,
+    versions: int,
 ) -> RegistrationReply:
     return RegistrationReply(
-        request_id=request_id,
+        request_id=request.request_id,
+        requested_by=request.requested_by,
         status="succeeded",
         application=application,
         removed=RemovedResources(

@@ -14,24 +14,22 @@ one service principal, one set of grants and one stored secret:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import Any, NoReturn, cast
 
 from shared.domain import stored
-from shared.domain.errors import PermissionDenied
-from shared.domain.policy import (
-    check_policy,
-    permission_allowed,
-    permission_not_allowed,
-    requested_secret,
-    resolve_api,
-)
+from shared.domain.errors import PermanentError, PermissionDenied
+from shared.domain.policy import check_policy, requested_secret, resolve_api, resolved_problems
 from shared.domain.records import AppRecord, DesiredApplication
 from shared.messages.base import FieldError, RequestRejected
-from shared.messages.replies import RegistrationReply, ReplyApplication
+from shared.messages.replies import ConsentResult, RegistrationReply, ReplyApplication, ReplyCredential
 from shared.messages.requests import RegisterRequest
 from shared.services.consent import ResolvedPermission, required_access, service_principal_and_consent
 from shared.services.delivery import Delivery
 from shared.services.dependencies import Dependencies
+from shared.services.ownership import ensure_owned, not_managed
 from shared.services.secrets import ensure_secret
 from shared.services.tasks import gather_all
 
@@ -48,6 +46,7 @@ async def register(deps: Dependencies, request: RegisterRequest, delivery: Deliv
     permissions = await _resolve(deps, request)
 
     unique_name = request.unique_name
+    await _ensure_may_converge(deps, request)
     secret = requested_secret(request, settings.request_policy, deps.now())
     app, created = await _upsert_application(
         deps,
@@ -55,29 +54,42 @@ async def register(deps: Dependencies, request: RegisterRequest, delivery: Deliv
         permissions,
         lifetime=None if secret is None else stored.lifetime_label(secret.start, secret.end),
     )
-    consent_task = service_principal_and_consent(deps, app, permissions, request.grant_admin_consent, created)
-    if secret is None:
-        sp_id, consent = await consent_task
-        credential = None
-    else:
-        (sp_id, consent), credential = await gather_all(
-            consent_task,
+    steps: list[Awaitable[Any]] = [
+        service_principal_and_consent(deps, app, permissions, request.grant_admin_consent, created)
+    ]
+    if secret is not None:
+        steps.append(
             ensure_secret(
                 deps,
                 app,
                 created,
                 unique_name=unique_name,
                 request_id=request.request_id,
+                requested_by=request.requested_by,
+                owner=request.application.service_management_reference,
                 secret=secret,
                 delivery=delivery,
-            ),
+            )
         )
+    # Every step runs to its end (as gather_all), so that what is left behind is known.
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        await _after_failure(deps, request, app, created, results, failures)
+    sp_id, consent = cast(tuple[str, list[ConsentResult]], results[0])
+    credential = cast(ReplyCredential, results[1]) if secret is not None else None
     log.info(
         "registration.succeeded",
-        extra={"requestId": request.request_id, "uniqueName": unique_name, "appId": app.app_id},
+        extra={
+            "requestId": request.request_id,
+            "requestedBy": request.requested_by,
+            "uniqueName": unique_name,
+            "appId": app.app_id,
+        },
     )
     return RegistrationReply(
         request_id=request.request_id,
+        requested_by=request.requested_by,
         status="succeeded",
         application=ReplyApplication(
             unique_name=unique_name,
@@ -86,21 +98,86 @@ async def register(deps: Dependencies, request: RegisterRequest, delivery: Deliv
             object_id=app.object_id,
             service_principal_id=sp_id,
             tenant_id=settings.azure_tenant_id,
+            service_management_reference=request.application.service_management_reference,
         ),
         credential=credential,
         consent=consent,
     )
 
 
+async def _after_failure(
+    deps: Dependencies,
+    request: RegisterRequest,
+    app: AppRecord,
+    created: bool,
+    results: list[Any],
+    failures: list[BaseException],
+) -> NoReturn:
+    """A step failed after the application was written. A transient failure is raised for
+    redelivery, which converges. A permanent one (a tenant policy refusing the secret, a
+    permission the service lacks) would fail again: an application this delivery created is
+    removed again, with its service principal, consent and any stored value; an existing one
+    is left converged, and the rejection says exactly what changed."""
+    permanent = next((f for f in failures if isinstance(f, PermanentError)), None)
+    if permanent is None:
+        raise failures[0]
+    problem = FieldError(field=permanent.field or "request", code=permanent.code, message=permanent.message)
+    if created:
+        await _remove_created(deps, app, request.unique_name)
+        problem = problem.model_copy(
+            update={
+                "message": f"{problem.message} Nothing was left behind: the application this request "
+                "created was deleted again."
+            }
+        )
+        raise RequestRejected([problem], request.request_id)
+    changed = [
+        "its properties (display name, notes, redirect URIs, required permissions, tags, owner reference)"
+    ]
+    if not isinstance(results[0], BaseException):
+        changed.append("its service principal and consent")
+    if len(results) > 1 and not isinstance(results[1], BaseException):
+        changed.append("its secret (the one the reply of a successful request would name)")
+    raise RequestRejected(
+        [
+            problem,
+            FieldError(
+                field="application",
+                code="changed_before_failure",
+                message="Before the failure, the existing application was converged to this request: "
+                + "; ".join(changed)
+                + ".",
+            ),
+        ],
+        request.request_id,
+    )
+
+
+async def _remove_created(deps: Dependencies, app: AppRecord, unique_name: str) -> None:
+    """Undo a creation: disable the values stored for this application, then delete its
+    service principal (with its consent) and the application (with its credentials)."""
+    name = stored.secret_name(unique_name)
+    versions = await deps.vault.versions(name)
+    await gather_all(
+        *(
+            deps.vault.disable(name, v.version)
+            for v in versions
+            if v.enabled and v.tags.get(stored.APP_ID) == app.app_id
+        )
+    )
+    await deps.applications.delete_service_principal_of(app.app_id)
+    await deps.applications.delete_application(app.object_id)
+
+
 async def _resolve(deps: Dependencies, request: RegisterRequest) -> list[ResolvedPermission]:
-    """Each API's service principal, looked up concurrently; raises ``RequestRejected`` naming
-    each API or permission the tenant does not have, or the policy does not allow."""
+    """Each API's service principal, looked up concurrently (reads only). Raises
+    ``RequestRejected`` naming each API or permission the tenant does not have, or the
+    policy does not allow, before anything is written."""
     policy = deps.settings.request_policy
     references = [resolve_api(p.api, policy) or p.api for p in request.api_permissions]
-    resources = await gather_all(*(deps.consent.find_resource(ref) for ref in references))
-    resolved: list[ResolvedPermission] = []
+    found = await gather_all(*(deps.consent.find_resource(ref) for ref in references))
     errors: list[FieldError] = []
-    for i, (permission, resource) in enumerate(zip(request.api_permissions, resources, strict=True)):
+    for i, (permission, resource) in enumerate(zip(request.api_permissions, found, strict=True)):
         if resource is None:
             errors.append(
                 FieldError(
@@ -114,26 +191,25 @@ async def _resolve(deps: Dependencies, request: RegisterRequest) -> list[Resolve
             ("delegated", permission.delegated, resource.scopes),
             ("application", permission.application, resource.roles),
         ):
-            for j, name in enumerate(names):
-                if name not in known:
-                    errors.append(
-                        FieldError(
-                            field=f"apiPermissions[{i}].{kind}[{j}]",
-                            code="permission_not_found",
-                            message=f"The API has no {'scope' if kind == 'delegated' else 'app role'} "
-                            "of this name.",
-                        )
-                    )
-                elif not permission_allowed(resource.app_id, name, policy):
-                    errors.append(permission_not_allowed(i, kind, j))
-        resolved.append(
-            ResolvedPermission(
-                permission.api, resource, tuple(permission.delegated), tuple(permission.application)
+            errors.extend(
+                FieldError(
+                    field=f"apiPermissions[{i}].{kind}[{j}]",
+                    code="permission_not_found",
+                    message=f"The API has no {'scope' if kind == 'delegated' else 'app role'} of this name.",
+                )
+                for j, name in enumerate(names)
+                if name not in known
             )
-        )
     if errors:
         raise RequestRejected(errors, request.request_id)
-    return resolved
+    resources = [r for r in found if r is not None]
+    problems = resolved_problems(request.api_permissions, resources, policy)
+    if problems:
+        raise RequestRejected(problems, request.request_id)
+    return [
+        ResolvedPermission(p.api, r, tuple(p.delegated), tuple(p.application))
+        for p, r in zip(request.api_permissions, resources, strict=True)
+    ]
 
 
 async def _upsert_application(
@@ -147,20 +223,29 @@ async def _upsert_application(
     uris = application.redirect_uris
     desired = DesiredApplication(
         display_name=application.display_name,
-        tags=stored.application_tags(deps.settings.service_tag, request.request_id, lifetime),
+        tags=stored.application_tags(
+            deps.settings.service_tag, request.request_id, request.requested_by, lifetime
+        ),
         notes=application.notes,
         web_redirect_uris=tuple(uris.web),
         public_client_redirect_uris=tuple(uris.public_client),
         spa_redirect_uris=tuple(uris.spa),
         is_fallback_public_client=application.client_type == "public",
         required_resource_access=required_access(permissions),
+        service_management_reference=application.service_management_reference,
     )
     try:
         return await deps.applications.upsert_application(request.unique_name, desired)
     except PermissionDenied:
-        raise PermissionDenied(
-            "not_managed",
-            "An application with this uniqueName exists and is not owned by this service, "
-            "or the service lacks Application.ReadWrite.OwnedBy.",
-            field="application.uniqueName",
-        ) from None
+        raise not_managed() from None
+
+
+async def _ensure_may_converge(deps: Dependencies, request: RegisterRequest) -> None:
+    """Before the first write: an existing application of this uniqueName must be the
+    service's and belong to the request's serviceManagementReference (shared.services.ownership)."""
+    try:
+        existing = await deps.applications.get_application_by_unique_name(request.unique_name)
+    except PermissionDenied:
+        raise not_managed() from None
+    if existing is not None:
+        ensure_owned(existing, deps.settings.service_tag, request.application.service_management_reference)

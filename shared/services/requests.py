@@ -41,6 +41,7 @@ async def answer(
     context = {
         "messageId": delivery.message_id,
         "requestId": request.request_id,
+        "requestedBy": request.requested_by,
         "action": request.action,
         "deliveryCount": delivery.delivery_count,
     }
@@ -54,15 +55,16 @@ async def answer(
             reply = await rotate_on_request(deps, request, delivery)
     except RequestRejected as rejection:
         _log_rejection(delivery, request.request_id, rejection.errors)
-        return rejected(request.request_id, rejection.errors)
+        return rejected(request.request_id, rejection.errors, request.requested_by)
     except PermanentError as error:
         problem = FieldError(field=error.field or "request", code=error.code, message=error.message)
         _log_rejection(delivery, request.request_id, [problem])
-        return rejected(request.request_id, [problem])
+        return rejected(request.request_id, [problem], request.requested_by)
     except TransientError as error:
         retry_unless_last(error, delivery, get_settings().max_delivery_count, log, "registration", context)
         return RegistrationReply(
             request_id=request.request_id,
+            requested_by=request.requested_by,
             status="failed",
             errors=[FieldError(field="request", code=error.code, message=error.message)],
         )

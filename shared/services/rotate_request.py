@@ -4,18 +4,19 @@ however far its expiry, through the same planner as the timer (so it never pushe
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from shared.domain import credentials as creds
 from shared.domain import stored
 from shared.domain.errors import NotFound, PermanentError, PolicyViolation
-from shared.domain.planner import MAX_CREDENTIALS
-from shared.domain.records import AppRecord
+from shared.domain.planner import MAX_CREDENTIALS, expects_secret, rotated_within
+from shared.domain.records import AppRecord, StoredVersion
 from shared.messages.replies import RegistrationReply, ReplyApplication, ReplyCredential
 from shared.messages.requests import RotateRequest
-from shared.services.decommission import not_managed
 from shared.services.delivery import Delivery
 from shared.services.dependencies import Dependencies
+from shared.services.ownership import ensure_owned
 from shared.services.rotation import rotate
 from shared.services.secrets import reply_credential
 
@@ -33,9 +34,33 @@ async def rotate_on_request(
         raise NotFound(
             "not_found", "No application with this uniqueName exists.", field="application.uniqueName"
         )
-    if deps.settings.service_tag not in app.tags:
-        raise not_managed()
-    outcome = await rotate(deps, app, delivery, force=True, origin=request.request_id, dry_run=False)
+    ensure_owned(app, deps.settings.service_tag, request.application.service_management_reference)
+    if not expects_secret(app, deps.settings.service_tag):
+        # A public client holds no secret (register refuses one): nor does rotate give it one.
+        raise PermanentError(
+            "no_secret",
+            "This application was registered without a secret; rotate issues none.",
+            field="application.uniqueName",
+        )
+    versions = await deps.vault.versions(stored.secret_name(unique_name))
+    now = deps.now()
+    mine = _issued_by(app, versions, request.request_id, now)
+    in_grace = rotated_within(app.passwords, versions, now, deps.settings.rotation_policy.grace)
+    if mine is None and in_grace is not None and in_grace.stored is not None:
+        # A rotation's grace period is running (another ticket's, or the timer's): its new
+        # credential is the answer. A flood of rotate tickets never retires, through make-room,
+        # the credential consumers read a moment before.
+        log.info("rotation.in_grace", extra={"requestId": request.request_id, "keyId": in_grace.key_id})
+        return _succeeded(deps, request, app, reply_credential(in_grace.info, in_grace.stored))
+    outcome = await rotate(
+        deps,
+        app,
+        delivery,
+        force=True,
+        origin=request.request_id,
+        requested_by=request.requested_by,
+        dry_run=False,
+    )
     for e in outcome.events:
         log.info(
             "rotation.event",
@@ -46,8 +71,8 @@ async def rotate_on_request(
                 "keyId": e.key_id,
             },
         )
-    current = outcome.app or app
-    credential = outcome.issued or await _issued_earlier(deps, current, request.request_id)
+    latest_app = outcome.app or app
+    credential = outcome.issued or await _issued_earlier(deps, latest_app, request.request_id)
     if credential is None:
         reasons = sorted({e.reason for e in outcome.events if e.action == "report"})
         policy = next((r for r in reasons if r.startswith("tenant-policy:")), None)
@@ -60,15 +85,23 @@ async def rotate_on_request(
             f"The application already holds {MAX_CREDENTIALS} credentials this service may not remove.",
             field="application.uniqueName",
         )
+    return _succeeded(deps, request, latest_app, credential)
+
+
+def _succeeded(
+    deps: Dependencies, request: RotateRequest, app: AppRecord, credential: ReplyCredential
+) -> RegistrationReply:
     return RegistrationReply(
         request_id=request.request_id,
+        requested_by=request.requested_by,
         status="succeeded",
         application=ReplyApplication(
-            unique_name=unique_name,
-            display_name=current.display_name or None,
-            client_id=current.app_id,
-            object_id=current.object_id,
+            unique_name=request.application.unique_name,
+            display_name=app.display_name or None,
+            client_id=app.app_id,
+            object_id=app.object_id,
             tenant_id=deps.settings.azure_tenant_id,
+            service_management_reference=app.service_management_reference,
         ),
         credential=credential,
     )
@@ -78,8 +111,22 @@ async def _issued_earlier(deps: Dependencies, app: AppRecord, request_id: str) -
     """A redelivered request whose rotation already happened: the credential it stored."""
     assert app.unique_name is not None
     versions = await deps.vault.versions(stored.secret_name(app.unique_name))
-    now = deps.now()
-    for credential in creds.join(app.passwords, versions):
-        if credential.origin == request_id and credential.stored is not None and credential.valid_at(now):
-            return reply_credential(credential.info, credential.stored)
-    return None
+    credential = _issued_by(app, versions, request_id, deps.now())
+    return (
+        None
+        if credential is None or credential.stored is None
+        else reply_credential(credential.info, credential.stored)
+    )
+
+
+def _issued_by(
+    app: AppRecord, versions: list[StoredVersion], request_id: str, now: dt.datetime
+) -> creds.Credential | None:
+    return next(
+        (
+            c
+            for c in creds.join(app.passwords, versions)
+            if c.origin == request_id and c.stored is not None and c.valid_at(now)
+        ),
+        None,
+    )

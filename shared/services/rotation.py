@@ -77,6 +77,7 @@ async def rotate(
     *,
     force: bool = False,
     origin: str | None = None,
+    requested_by: str = stored.SCHEDULER,
     dry_run: bool | None = None,
 ) -> Outcome:
     """Converge one application: plan, execute, re-read, until the plan is empty. A tenant
@@ -123,6 +124,8 @@ async def rotate(
                     app,
                     unique_name=app.unique_name,
                     origin=origin,
+                    requested_by=requested_by,
+                    owner=app.service_management_reference,
                     description=_description(app),
                     start=now,
                     end=parse_duration(lifetime).add_to(now),

@@ -15,11 +15,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from shared.domain import stored
-from shared.domain.errors import PermanentError
 from shared.domain.planner import Policy, triage
 from shared.domain.records import AppRecord, StoredVersion
 from shared.messages.rotation import RotationMessage
 from shared.services.dependencies import Dependencies
+from shared.services.ownership import own_service_principal
 from shared.services.rotation import event
 from shared.settings import Settings
 
@@ -47,16 +47,6 @@ class Sweep:
             "needingWork": self.needing_work,
             "byReason": dict(self.by_reason),
         }
-
-
-async def own_service_principal(deps: Dependencies) -> str:
-    """The service identity's service principal id, looked up once per ``Dependencies``."""
-    if deps.service_principal_id is None:
-        client_id = deps.settings.azure_client_id
-        if not client_id:
-            raise PermanentError("NoClientId", "AZURE_CLIENT_ID must name the service identity")
-        deps.service_principal_id = await deps.applications.service_principal_id_of(client_id)
-    return deps.service_principal_id
 
 
 async def schedule(deps: Dependencies) -> Sweep:

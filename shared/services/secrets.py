@@ -27,6 +27,8 @@ async def ensure_secret(
     *,
     unique_name: str,
     request_id: str,
+    requested_by: str,
+    owner: str | None,
     secret: RequestedSecret,
     delivery: Delivery,
 ) -> ReplyCredential:
@@ -52,6 +54,8 @@ async def ensure_secret(
         app,
         unique_name=unique_name,
         origin=request_id,
+        requested_by=requested_by,
+        owner=owner,
         description=secret.description,
         start=secret.start,
         end=secret.end,
@@ -65,6 +69,8 @@ async def issue_secret(
     *,
     unique_name: str,
     origin: str,
+    requested_by: str,
+    owner: str | None,
     description: str,
     start: dt.datetime,
     end: dt.datetime,
@@ -86,6 +92,8 @@ async def issue_secret(
         origin=origin,
         lifetime=lifetime,
         service_tag=deps.settings.service_tag,
+        requested_by=requested_by,
+        owner=owner,
     )
     try:
         version = await vault.store(name, new.secret, tags=tags, not_before=start, expires_on=end)

@@ -3,7 +3,9 @@ emulator's snapshot (secret values are never in it) and through the official SDK
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,12 +76,13 @@ class Tenant:
         return next((v for v in secret["versions"] if v["version"] == latest), None)
 
 
-async def stored_secret_authenticates(
+async def token_with_stored_secret(
     settings: dict[str, str],
     client_id: str,
     key_vault_secret_id: str | None = None,
     unique_name: str | None = None,
-) -> bool:
+    scope: str = "https://graph.microsoft.com/.default",
+) -> str:
     """Read the secret from Key Vault as the service identity (by versioned id, or the
     unversioned name) and acquire a token with it, as a consumer of the secret would."""
     service = credential(settings)
@@ -93,10 +96,27 @@ async def stored_secret_authenticates(
         assert value
         client = credential(settings, client_id, value)
         try:
-            token = await client.get_token("https://graph.microsoft.com/.default")
+            token = await client.get_token(scope)
         finally:
             await client.close()
-        return bool(token.token)
+        return token.token
     finally:
         await vault.close()
         await service.close()
+
+
+async def stored_secret_authenticates(
+    settings: dict[str, str],
+    client_id: str,
+    key_vault_secret_id: str | None = None,
+    unique_name: str | None = None,
+) -> bool:
+    """Whether the stored secret gets a token (see ``token_with_stored_secret``)."""
+    return bool(await token_with_stored_secret(settings, client_id, key_vault_secret_id, unique_name))
+
+
+def claims(token: str) -> dict[str, Any]:
+    """A JWT's claims, unverified (the emulator signed it; the test only reads what it says)."""
+    payload = token.split(".")[1]
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return decoded

@@ -18,6 +18,12 @@ from tests.e2e.tenant import GRAPH_APP_ID, Tenant, parse_time, stored_secret_aut
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 HEALTHCARE_APIS = "4f6778d8-5aef-43dc-a1ff-b073724b9495"
+# An operator's widening of the default policy: Graph's User.Read.All app role.
+GRAPH_READER_POLICY = {
+    "resource": GRAPH_APP_ID,
+    "delegated": ["openid", "profile", "email", "offline_access", "User.Read"],
+    "application": ["User.Read.All"],
+}
 
 
 def sample(name: str, **changes: Any) -> dict[str, Any]:
@@ -118,7 +124,11 @@ async def test_custom_start_and_end(emulator: RunningEmulator) -> None:
     assert parse_time(reply["credential"]["endDateTime"]) == parse_time("2027-03-15T12:00:00Z")
 
 
-async def test_delegated_and_application_permissions_are_consented(emulator: RunningEmulator) -> None:
+async def test_delegated_and_application_permissions_are_consented(
+    emulator: RunningEmulator, settings_env: Any
+) -> None:
+    # Application permissions only where an operator's policy allows them (the default has none).
+    settings_env(API_POLICY=json.dumps({"microsoft-graph": GRAPH_READER_POLICY}))
     body = service_request(
         "graph-reader",
         apiPermissions=[
@@ -206,7 +216,10 @@ async def test_decommission_removes_the_app_and_disables_its_stored_secret(emula
         "requestId": "SNOW-CHG0012346",
         "action": "decommission",
         "requestedBy": "alice@contoso.com",
-        "application": {"uniqueName": "dicom-ingest-prod"},
+        "application": {
+            "uniqueName": "dicom-ingest-prod",
+            "serviceManagementReference": "CI0001001 DICOM ingest",
+        },
     }
     reply = await harness.register(request)
     assert reply["status"] == "succeeded", reply["errors"]
@@ -297,6 +310,7 @@ BAD_INPUTS: list[tuple[str, bytes | dict[str, Any], str]] = [
             "confidential-web-client",
             application={
                 "uniqueName": "web",
+                "serviceManagementReference": "CI0001002 FHIR viewer",
                 "displayName": "w",
                 "clientType": "confidential",
                 "redirectUris": {"web": ["http://evil.example.com/cb"]},

@@ -16,11 +16,11 @@ from azure.functions.timer import TimerRequest
 
 from emulator.launcher import EmulatorClock, RunningEmulator
 from shared import testing
-from shared.settings import get_settings
 from tests import harness
 from tests.e2e.tenant import Tenant, parse_time, stored_secret_authenticates
 
 TAG = "managed-by:entra-app-registration-service"
+OWNER = "CI0009999 rotation tests"
 
 
 @pytest.fixture
@@ -32,29 +32,18 @@ def clock(emulator: RunningEmulator) -> Iterator[EmulatorClock]:
     testing.use_clock(None)
 
 
-@pytest.fixture
-def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Change app settings for one test (the workflow is rebuilt with them)."""
-
-    def set_env(**values: str) -> None:
-        for key, value in values.items():
-            monkeypatch.setenv(key, value)
-        get_settings.cache_clear()
-        testing.forget()
-
-    yield set_env
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    testing.forget()
-
-
 def register_body(unique_name: str, credential: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "schemaVersion": 1,
         "requestId": f"REQ-{unique_name}",
         "action": "register",
         "requestedBy": "alice@contoso.com",
-        "application": {"uniqueName": unique_name, "displayName": unique_name, "clientType": "service"},
+        "application": {
+            "uniqueName": unique_name,
+            "serviceManagementReference": OWNER,
+            "displayName": unique_name,
+            "clientType": "service",
+        },
         "apiPermissions": [{"api": "azure-healthcare-apis", "delegated": ["user_impersonation"]}],
         "grantAdminConsent": False,
         "credential": credential or {"type": "secret", "description": "job", "lifetime": "P3M"},
@@ -222,7 +211,7 @@ def rotate_request(unique_name: str, request_id: str = "SNOW-ROT-1") -> dict[str
         "requestId": request_id,
         "requestedBy": "alice@contoso.com",
         "action": "rotate",
-        "application": {"uniqueName": unique_name},
+        "application": {"uniqueName": unique_name, "serviceManagementReference": OWNER},
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from emulator.launcher import EmulatorClock, RunningEmulator
 from shared import testing
 from tests import harness
 from tests.e2e.tenant import parse_time
-from tests.e2e.test_registration import sample
+from tests.e2e.test_registration import GRAPH_READER_POLICY, sample
 from tests.e2e.test_rotation import run_scheduler, settle_rotation
 from tests.reliability.crash_points import FAULTS, Scenario, check_every_crash_point, register_delivery
 
@@ -38,7 +39,10 @@ ROTATE = {
     "requestId": "SNOW-CHG0012400",
     "action": "rotate",
     "requestedBy": "alice@contoso.com",
-    "application": {"uniqueName": "dicom-ingest-prod"},
+    "application": {
+        "uniqueName": "dicom-ingest-prod",
+        "serviceManagementReference": "CI0001001 DICOM ingest",
+    },
 }
 
 
@@ -70,7 +74,10 @@ DECOMMISSION = {
     "requestId": "SNOW-CHG0012399",
     "action": "decommission",
     "requestedBy": "alice@contoso.com",
-    "application": {"uniqueName": "dicom-ingest-prod"},
+    "application": {
+        "uniqueName": "dicom-ingest-prod",
+        "serviceManagementReference": "CI0001001 DICOM ingest",
+    },
 }
 
 SCENARIOS = [
@@ -105,7 +112,11 @@ SCENARIOS = [
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-async def test_every_crash_point_converges(emulator: RunningEmulator, scenario: Scenario, fault: str) -> None:
+async def test_every_crash_point_converges(
+    emulator: RunningEmulator, scenario: Scenario, fault: str, settings_env: Any
+) -> None:
+    # The converge scenario adds an application permission: an operator's policy allows it.
+    settings_env(API_POLICY=json.dumps({"microsoft-graph": GRAPH_READER_POLICY}))
     try:
         covered = await check_every_crash_point(emulator, scenario, fault)
     finally:

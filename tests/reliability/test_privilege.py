@@ -4,6 +4,7 @@ not own, whatever a request names."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from emulator.seed import SERVICE_ROLES
 from shared import testing
 from tests import harness
 from tests.e2e.tenant import GRAPH_APP_ID, Tenant
-from tests.e2e.test_registration import sample, service_request
+from tests.e2e.test_registration import GRAPH_READER_POLICY, sample, service_request
 
 
 async def _fresh_token() -> None:
@@ -25,9 +26,11 @@ async def _fresh_token() -> None:
 
 
 @pytest_asyncio.fixture
-async def service(emulator: RunningEmulator) -> AsyncIterator[RunningEmulator]:
+async def service(emulator: RunningEmulator, settings_env: Any) -> AsyncIterator[RunningEmulator]:
     """The emulator, with the service's clients rebuilt before and after (after: so that the
-    next test does not inherit a token with fewer roles)."""
+    next test does not inherit a token with fewer roles), and a policy that allows one
+    application permission, so that every one of the service's permissions is exercised."""
+    settings_env(API_POLICY=json.dumps({"microsoft-graph": GRAPH_READER_POLICY}))
     await _fresh_token()
     yield emulator
     await _fresh_token()
@@ -108,7 +111,7 @@ def decommission(unique_name: str) -> dict[str, Any]:
         "requestId": "SNOW-CHG0066666",
         "action": "decommission",
         "requestedBy": "mallory@contoso.com",
-        "application": {"uniqueName": unique_name},
+        "application": {"uniqueName": unique_name, "serviceManagementReference": "CI0006666"},
     }
 
 
@@ -129,7 +132,11 @@ async def test_an_application_the_service_does_not_own_is_left_unchanged(
 
     for reply in (registered, decommissioned):
         assert reply is not None and reply["status"] == "rejected", reply
-        assert reply["errors"][0]["field"] in ("application.uniqueName", "request"), reply["errors"]
+        assert reply["errors"][0]["field"] in (
+            "application.uniqueName",
+            "application.serviceManagementReference",
+            "request",
+        ), reply["errors"]
     after = Tenant.read(emulator)
     assert after.app("not-ours") == before.app("not-ours")
     app_id = before.app("not-ours")["appId"]

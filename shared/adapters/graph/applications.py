@@ -21,7 +21,16 @@ if TYPE_CHECKING:
     from msgraph.generated.models.application import Application
     from msgraph.generated.models.password_credential import PasswordCredential
 
-APP_SELECT = ["id", "appId", "uniqueName", "displayName", "tags", "passwordCredentials", "createdDateTime"]
+APP_SELECT = [
+    "id",
+    "appId",
+    "uniqueName",
+    "displayName",
+    "tags",
+    "passwordCredentials",
+    "createdDateTime",
+    "serviceManagementReference",
+]
 
 
 class ApplicationsGateway:
@@ -38,12 +47,20 @@ class ApplicationsGateway:
         from msgraph.generated.models.public_client_application import PublicClientApplication
         from msgraph.generated.models.required_resource_access import RequiredResourceAccess
         from msgraph.generated.models.resource_access import ResourceAccess as GraphResourceAccess
+        from msgraph.generated.models.service_principal_lock_configuration import (
+            ServicePrincipalLockConfiguration,
+        )
         from msgraph.generated.models.spa_application import SpaApplication
         from msgraph.generated.models.web_application import WebApplication
 
         return Application(
             display_name=desired.display_name,
             sign_in_audience="AzureADMyOrg",
+            service_management_reference=desired.service_management_reference,
+            # App instance property lock, all sensitive properties (Microsoft's recommendation).
+            service_principal_lock_configuration=ServicePrincipalLockConfiguration(
+                is_enabled=True, all_properties=True
+            ),
             tags=list(desired.tags),
             notes=desired.notes,
             is_fallback_public_client=desired.is_fallback_public_client,
@@ -188,6 +205,16 @@ class ApplicationsGateway:
                 return
             next_builder = builder.with_url(next_link)
             page = await self.calls.call("list owned applications (next page)", next_builder.get)
+
+    async def owner_ids(self, object_id: str) -> set[str]:
+        """The object ids of the application's owners (users and service principals).
+
+        Raises ``NotFound`` when the application does not exist, ``TransientError``. Needs
+        ``Application.ReadWrite.OwnedBy``.
+        """
+        builder = self.calls.client.applications.by_application_id(object_id).owners
+        page = await self.calls.call(f"list owners of {object_id}", builder.get)
+        return {str(o.id) for o in (page.value or [] if page else []) if o.id}
 
     async def service_principal_id_of(self, app_id: str) -> str:
         """The object id of the service principal of ``app_id`` (e.g. the service's own identity).
@@ -341,4 +368,5 @@ def _app_record(app: Application) -> AppRecord:
         display_name=app.display_name or "",
         tags=tuple(app.tags or ()),
         passwords=tuple(_password_info(p) for p in app.password_credentials or []),
+        service_management_reference=app.service_management_reference,
     )

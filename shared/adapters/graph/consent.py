@@ -67,6 +67,7 @@ class ConsentGateway:
                 for r in sp.app_roles or []
                 if r.value and r.is_enabled and "Application" in (r.allowed_member_types or [])
             },
+            names=tuple(str(n) for n in sp.service_principal_names or []),
         )
 
     # -- applications ----------------------------------------------------------------------

@@ -1,12 +1,12 @@
-"""Settings from the environment, and the calendar-aware durations they hold."""
+"""Settings from the environment."""
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from shared.domain.durations import Duration, parse_duration
-from shared.domain.policy import BUILTIN_API_CATALOG
+from shared.domain.durations import parse_duration
+from shared.domain.policy import DEFAULT_API_POLICY
 from shared.settings import Settings, get_settings
 
 SETTING_NAMES = [
@@ -24,8 +24,8 @@ SETTING_NAMES = [
     "MAX_DELIVERY_COUNT",
     "MAX_SECRET_LIFETIME",
     "DEFAULT_SECRET_LIFETIME",
-    "API_CATALOG",
-    "GRAPH_PERMISSION_ALLOWLIST",
+    "API_POLICY",
+    "REDIRECT_URI_DOMAINS",
     "ROTATION_SCHEDULE",
     "ROTATION_WINDOW",
     "ROTATION_GRACE_PERIOD",
@@ -68,16 +68,18 @@ def test_defaults(env) -> None:
     assert settings.max_delivery_count == 10
     assert settings.max_secret_lifetime == parse_duration("P24M")
     assert settings.default_secret_lifetime == parse_duration("P6M")
-    assert dict(settings.api_catalog) == dict(BUILTIN_API_CATALOG)
-    assert settings.api_catalog["azure-healthcare-apis"] == "4f6778d8-5aef-43dc-a1ff-b073724b9495"
-    assert settings.graph_permission_allowlist == {
+    assert dict(settings.api_policy) == dict(DEFAULT_API_POLICY)
+    assert settings.api_policy["azure-healthcare-apis"].resource == "4f6778d8-5aef-43dc-a1ff-b073724b9495"
+    assert settings.api_policy["azure-healthcare-apis"].delegated == {"user_impersonation"}
+    assert settings.api_policy["microsoft-graph"].delegated == {
         "User.Read",
         "openid",
         "profile",
         "email",
         "offline_access",
-        "User.Read.All",
     }
+    assert all(not entry.application for entry in settings.api_policy.values())  # no app role at all
+    assert settings.redirect_uri_domains == ()
     assert settings.rotation_schedule == "0 0 3 * * *"
     assert settings.rotation_window == parse_duration("P30D")
     assert settings.rotation_grace_period.delta == timedelta(hours=48)
@@ -110,8 +112,11 @@ def test_every_setting_from_the_environment(env, tmp_path) -> None:
         "MAX_DELIVERY_COUNT": "5",
         "MAX_SECRET_LIFETIME": "P12M",
         "DEFAULT_SECRET_LIFETIME": "P180D",
-        "API_CATALOG": '{"fhir": "https://contoso.fhir.azurehealthcareapis.com", "dicom": "api://dicom-test"}',
-        "GRAPH_PERMISSION_ALLOWLIST": " User.Read , openid,,",
+        "API_POLICY": '{"fhir": {"resource": "https://contoso.fhir.azurehealthcareapis.com", "delegated": '
+        '["user_impersonation"]}, "dicom": {"resource": "api://dicom-test", "delegated": ["Dicom.ReadWrite"]}, '
+        '"microsoft-graph": null, "exo": {"resource": "00000002-0000-0FF1-CE00-000000000000", "application": '
+        '["full_access_as_app"]}}',
+        "REDIRECT_URI_DOMAINS": " Contoso.com , fabrikam.org.,,",
         "ROTATION_SCHEDULE": "0 */5 * * * *",
         "ROTATION_WINDOW": "P14D",
         "ROTATION_GRACE_PERIOD": "P1D",
@@ -130,10 +135,15 @@ def test_every_setting_from_the_environment(env, tmp_path) -> None:
     assert settings.platform_ca_file == ca
     assert settings.max_delivery_count == 5
     assert str(settings.default_secret_lifetime) == "P180D"
-    assert settings.api_catalog["fhir"] == "https://contoso.fhir.azurehealthcareapis.com"
-    assert settings.api_catalog["dicom"] == "api://dicom-test"  # overrides the built-in
-    assert settings.api_catalog["microsoft-graph"] == "00000003-0000-0000-c000-000000000000"
-    assert settings.graph_permission_allowlist == {"User.Read", "openid"}
+    assert settings.api_policy["fhir"].resource == "https://contoso.fhir.azurehealthcareapis.com"
+    assert settings.api_policy["dicom"].resource == "api://dicom-test"  # replaces the default entry
+    assert settings.api_policy["dicom"].delegated == {"Dicom.ReadWrite"}
+    assert "microsoft-graph" not in settings.api_policy  # null removes a default entry
+    assert settings.api_policy["exo"].resource == "00000002-0000-0ff1-ce00-000000000000"
+    assert settings.api_policy["exo"].application == {"full_access_as_app"}
+    assert "azure-healthcare-apis" in settings.api_policy
+    assert settings.redirect_uri_domains == ("contoso.com", "fabrikam.org")
+    assert settings.request_policy.apis is settings.api_policy
     assert settings.rotation_dry_run is True
     assert settings.service_tag == "managed-by:test"
 
@@ -171,12 +181,18 @@ def test_required(env, monkeypatch, missing: str) -> None:
         ("MAX_SECRET_LIFETIME", "P3M"),  # shorter than the default lifetime
         ("DEFAULT_SECRET_LIFETIME", "P25M"),
         ("DEFAULT_SECRET_LIFETIME", "P24M1D"),
-        ("API_CATALOG", "not json"),
-        ("API_CATALOG", '["a"]'),
-        ("API_CATALOG", '{"Bad Name": "https://x"}'),
-        ("API_CATALOG", '{"fhir": "https://x\'y"}'),
-        ("API_CATALOG", '{"fhir": 3}'),
-        ("GRAPH_PERMISSION_ALLOWLIST", "User.Read,Directory ReadWrite"),
+        ("API_POLICY", "not json"),
+        ("API_POLICY", '["a"]'),
+        ("API_POLICY", '{"Bad Name": {"resource": "https://x"}}'),
+        ("API_POLICY", '{"fhir": "https://x"}'),
+        ("API_POLICY", '{"fhir": {"resource": "https://x\'y"}}'),
+        ("API_POLICY", '{"fhir": {"resource": 3}}'),
+        ("API_POLICY", '{"fhir": {"delegated": ["a"]}}'),
+        ("API_POLICY", '{"fhir": {"resource": "https://x", "delegated": "a"}}'),
+        ("API_POLICY", '{"fhir": {"resource": "https://x", "application": ["Directory ReadWrite"]}}'),
+        ("API_POLICY", '{"fhir": {"resource": "https://x", "roles": []}}'),
+        ("REDIRECT_URI_DOMAINS", "intranet"),
+        ("REDIRECT_URI_DOMAINS", "contoso.com,evil com"),
         ("ROTATION_SCHEDULE", "0 3 * * *"),
         ("ROTATION_GRACE_PERIOD", "PT23H59M59S"),
         ("ROTATION_GRACE_PERIOD", "P0D"),
@@ -206,134 +222,3 @@ def test_validation_errors_never_print_the_client_secret(env) -> None:
 def test_constructed_directly_by_env_names(env) -> None:
     settings = Settings(AZURE_TENANT_ID="contoso.onmicrosoft.com", KEY_VAULT_URL="https://kv.vault.azure.net")
     assert settings.azure_tenant_id == "contoso.onmicrosoft.com"
-
-
-# ---------------------------------------------------------------- durations
-
-
-@pytest.mark.parametrize(
-    ("text", "months", "delta"),
-    [
-        ("P3M", 3, timedelta(0)),
-        ("P6M", 6, timedelta(0)),
-        ("P12M", 12, timedelta(0)),
-        ("P24M", 24, timedelta(0)),
-        ("P2Y", 24, timedelta(0)),
-        ("P180D", 0, timedelta(days=180)),
-        ("P2W", 0, timedelta(days=14)),
-        ("PT48H", 0, timedelta(hours=48)),
-        ("PT1H30M", 0, timedelta(minutes=90)),
-        ("P1Y2M3DT4H5M6S", 14, timedelta(days=3, hours=4, minutes=5, seconds=6)),
-        ("PT0S", 0, timedelta(0)),
-    ],
-)
-def test_parse_duration(text: str, months: int, delta: timedelta) -> None:
-    duration = parse_duration(text)
-    assert (duration.months, duration.delta) == (months, delta)
-    assert str(duration) == text
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "",
-        "P",
-        "PT",
-        "6M",
-        "P6",
-        "P-1M",
-        "P1.5M",
-        "p6m",
-        "P6M ",
-        "P1W2D",
-        "PT1D",
-        "P6M\n",
-        "P1H",
-        "P99999999999999D",
-    ],
-)
-def test_parse_duration_refuses(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(text)
-
-
-@pytest.mark.parametrize(
-    ("start", "text", "end"),
-    [
-        (datetime(2025, 1, 31, 12, tzinfo=UTC), "P1M", datetime(2025, 2, 28, 12, tzinfo=UTC)),
-        (datetime(2024, 1, 31, 12, tzinfo=UTC), "P1M", datetime(2024, 2, 29, 12, tzinfo=UTC)),
-        (datetime(2024, 2, 29, tzinfo=UTC), "P12M", datetime(2025, 2, 28, tzinfo=UTC)),
-        (datetime(2024, 2, 29, tzinfo=UTC), "P48M", datetime(2028, 2, 29, tzinfo=UTC)),
-        (datetime(2025, 8, 31, tzinfo=UTC), "P6M", datetime(2026, 2, 28, tzinfo=UTC)),
-        (datetime(2025, 10, 15, tzinfo=UTC), "P3M", datetime(2026, 1, 15, tzinfo=UTC)),
-        (datetime(2025, 12, 31, tzinfo=UTC), "P24M", datetime(2027, 12, 31, tzinfo=UTC)),
-        (datetime(2025, 1, 31, tzinfo=UTC), "P1M1D", datetime(2025, 3, 1, tzinfo=UTC)),
-        (datetime(2025, 1, 1, tzinfo=UTC), "P180D", datetime(2025, 6, 30, tzinfo=UTC)),
-        (datetime(2025, 1, 1, 23, tzinfo=UTC), "PT48H", datetime(2025, 1, 3, 23, tzinfo=UTC)),
-    ],
-)
-def test_add_to_uses_calendar_months(start: datetime, text: str, end: datetime) -> None:
-    assert parse_duration(text).add_to(start) == end
-
-
-def test_add_to_keeps_the_time_zone() -> None:
-    plus_two = timezone(timedelta(hours=2))
-    result = parse_duration("P1M").add_to(datetime(2025, 3, 31, 1, tzinfo=plus_two))
-    assert result == datetime(2025, 4, 30, 1, tzinfo=plus_two)
-    assert result.utcoffset() == timedelta(hours=2)
-
-
-def test_add_to_refuses_naive_datetimes() -> None:
-    with pytest.raises(ValueError):
-        parse_duration("P1M").add_to(datetime(2025, 1, 1))
-
-
-def test_add_to_past_year_9999_overflows() -> None:
-    with pytest.raises(OverflowError):
-        parse_duration("P24M").add_to(datetime(9998, 6, 1, tzinfo=UTC))
-
-
-def test_bounds() -> None:
-    six_months = parse_duration("P6M")
-    assert six_months.total_lower_bound() == timedelta(days=6 * 28)
-    assert six_months.total_upper_bound() == timedelta(days=6 * 31)
-    start = datetime(2025, 1, 1, tzinfo=UTC)
-    for month in range(48):
-        moment = parse_duration(f"P{month}M").add_to(start)
-        length = six_months.add_to(moment) - moment
-        assert six_months.total_lower_bound() <= length <= six_months.total_upper_bound()
-
-
-@pytest.mark.parametrize(
-    ("shorter", "longer", "expected"),
-    [
-        ("P6M", "P24M", True),
-        ("P24M", "P24M", True),
-        ("P25M", "P24M", False),
-        ("P2Y", "P24M", True),
-        ("P3M", "P100D", True),  # 3 months are at most 92 days
-        ("P3M", "P90D", False),  # Feb-Apr is 89 days, but Jul-Sep is 92
-        ("P180D", "P6M", False),  # decided conservatively without a start date
-        ("P12M", "P180D", False),
-        ("PT24H", "P1M", True),
-        ("PT48H", "P1D", False),
-    ],
-)
-def test_never_exceeds(shorter: str, longer: str, expected: bool) -> None:
-    assert parse_duration(shorter).never_exceeds(parse_duration(longer)) is expected
-
-
-def test_equality_is_by_length_not_spelling() -> None:
-    assert parse_duration("P1Y") == parse_duration("P12M")
-    assert parse_duration("P1D") == parse_duration("PT24H")
-    assert parse_duration("P1M") != parse_duration("P30D")
-    assert len({parse_duration("P1Y"), parse_duration("P12M")}) == 1
-    assert not parse_duration("PT0S")
-    assert repr(parse_duration("P6M")) == "Duration('P6M')"
-
-
-def test_negative_durations_refused() -> None:
-    with pytest.raises(ValueError):
-        Duration(-1)
-    with pytest.raises(ValueError):
-        Duration(0, timedelta(seconds=-1))
