@@ -60,7 +60,10 @@ def serve(port: int, data_dir: Path) -> None:
     """Serve until interrupted; write ``ca.pem`` and ``settings.env`` once listening."""
     data_dir.mkdir(parents=True, exist_ok=True)
     files = tls.generate(data_dir)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose protocol
+    # says TCP, and an accepted socket inherits the listener's. With Nagle on, a response
+    # written in two segments waited ~40 ms for the client's delayed ACK (platform-facts.md).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     bound_port = sock.getsockname()[1]
