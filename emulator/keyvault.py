@@ -18,6 +18,8 @@ The quirks imitated, each as Key Vault shows them:
 - update, delete and recover answers carry no value; only get and set do.
 - versions are listed in version-id order, not by age, as Key Vault does: a client
   that needs the newest reads ``created``.
+
+One cohesive thing, the secrets data plane, state and wire format together, hence its length.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """``/applications``: create, read, list, update, upsert by alternate key, delete; password
-and key credentials; owners; federated identity credentials."""
+and key credentials; owners; federated identity credentials. One resource and its navigation
+properties, hence its length."""
 
 from __future__ import annotations
 
