@@ -43,10 +43,10 @@ async def register(deps: Dependencies, request: RegisterRequest, delivery: Deliv
     problems = check_policy(request, settings.request_policy, deps.now())
     if problems:
         raise RequestRejected(problems, request.request_id)
-    permissions = await _resolve(deps, request)
+    # Both are reads, side by side: the ownership check costs no round trip of its own.
+    permissions, _ = await gather_all(_resolve(deps, request), _ensure_may_converge(deps, request))
 
     unique_name = request.unique_name
-    await _ensure_may_converge(deps, request)
     secret = requested_secret(request, settings.request_policy, deps.now())
     app, created = await _upsert_application(
         deps,
