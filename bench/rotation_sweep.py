@@ -66,20 +66,21 @@ async def _register_managed(managed: int, due: int) -> None:
     from shared.messages.parsing import parse_request
     from shared.messages.requests import RegisterRequest
     from shared.services.delivery import Delivery
+    from shared.services.registration import register
 
     deps = bootstrap.dependencies()
     calls = GraphCalls(bootstrap.platform_clients().graph, WritePacer(1e9, 10**9))
     fast = dataclasses.replace(deps, applications=ApplicationsGateway(calls), consent=ConsentGateway(calls))
 
     def job(n: int) -> Any:
-        async def register() -> None:
+        async def one() -> None:
             body = _body(f"managed-{n:05d}", "P3M" if n < due else "P24M")
             request = parse_request(json.dumps(body).encode())
             assert isinstance(request, RegisterRequest)
             reply = await register(fast, request, Delivery(message_id=f"setup-{n}"))
             assert reply.status == "succeeded", reply
 
-        return register
+        return one
 
     await bounded(SETUP_CONCURRENCY, [job(n) for n in range(managed)])
 
