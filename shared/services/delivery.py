@@ -2,7 +2,8 @@
 
 A transient failure raises, so that Service Bus redelivers the message; on the queue's last
 delivery (``MAX_DELIVERY_COUNT``) there will be no other attempt, so the workflow answers
-``failed`` instead and the ticket always hears back. ``retry_unless_last`` is that rule, once.
+``failed`` instead and the ticket always hears back. ``retry_unless_last`` is that rule, once;
+``problem_of`` turns a permanent error into the problem a rejection names.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.domain.errors import TransientError
+from shared.domain.errors import PermanentError, TransientError
+from shared.messages.base import FieldError
 
 
 @dataclass(frozen=True)
@@ -41,3 +43,8 @@ def retry_unless_last(
         log.warning(f"{event}.retry", extra=details)
         raise error
     log.error(f"{event}.failed", extra=details)
+
+
+def problem_of(error: PermanentError) -> FieldError:
+    """A permanent error as the problem a rejection names: its field, or the request as a whole."""
+    return FieldError(field=error.field or "request", code=error.code, message=error.message)

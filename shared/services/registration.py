@@ -27,7 +27,7 @@ from shared.messages.base import FieldError, RequestRejected
 from shared.messages.replies import ConsentResult, RegistrationReply, ReplyApplication, ReplyCredential
 from shared.messages.requests import RegisterRequest
 from shared.services.consent import ResolvedPermission, required_access, service_principal_and_consent
-from shared.services.delivery import Delivery
+from shared.services.delivery import Delivery, problem_of
 from shared.services.dependencies import Dependencies
 from shared.services.ownership import ensure_owned, not_managed
 from shared.services.secrets import ensure_secret
@@ -121,7 +121,7 @@ async def _after_failure(
     permanent = next((f for f in failures if isinstance(f, PermanentError)), None)
     if permanent is None:
         raise failures[0]
-    problem = FieldError(field=permanent.field or "request", code=permanent.code, message=permanent.message)
+    problem = problem_of(permanent)
     if created:
         await _remove_created(deps, app, request.unique_name)
         problem = problem.model_copy(

@@ -17,7 +17,7 @@ from shared.messages.parsing import parse_request
 from shared.messages.replies import RegistrationReply, rejected
 from shared.messages.requests import DecommissionRequest, RegisterRequest
 from shared.services.decommission import decommission
-from shared.services.delivery import Delivery, retry_unless_last
+from shared.services.delivery import Delivery, problem_of, retry_unless_last
 from shared.services.dependencies import Dependencies
 from shared.services.registration import register
 from shared.services.rotate_request import rotate_on_request
@@ -57,7 +57,7 @@ async def answer(
         _log_rejection(delivery, request.request_id, rejection.errors)
         return rejected(request.request_id, rejection.errors, request.requested_by)
     except PermanentError as error:
-        problem = FieldError(field=error.field or "request", code=error.code, message=error.message)
+        problem = problem_of(error)
         _log_rejection(delivery, request.request_id, [problem])
         return rejected(request.request_id, [problem], request.requested_by)
     except TransientError as error:
