@@ -1,7 +1,7 @@
 """The control plane for tests, under ``/_emulator/``: admin identity only.
 
 reset, snapshot, the clock, bulk seeding, the request log, fault rules, the tenant's
-app-management policy, and the secret values issued (for the leak detector).
+app-management policy, the secret values issued (for the leak detector) and the blob leases.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class ControlPlane:
             Route("/_emulator/faults", self.faults, methods=["GET", "PUT", "POST", "DELETE"]),
             Route("/_emulator/policy", self.policy, methods=["GET", "PUT"]),
             Route("/_emulator/secrets", self.secrets, methods=["GET"]),
+            Route("/_emulator/leases", self.leases, methods=["GET"]),
         ]
 
     def _admin(self, request: Request) -> None:
@@ -240,3 +241,8 @@ class ControlPlane:
             | set(self.platform.vault.issued_values())
         )
         return JSONResponse({"values": sorted(values)})
+
+    async def leases(self, request: Request) -> JSONResponse:
+        """Every blob's lease: {"container/blob": {"state", "until"}} on the emulator clock."""
+        self._admin(request)
+        return JSONResponse(self.platform.storage.leases())

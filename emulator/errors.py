@@ -3,6 +3,7 @@
 Graph: ``{"error": {"code", "message", "innerError": {"date", "request-id", "client-request-id"}}}``.
 Key Vault: ``{"error": {"code", "message"}}``, plus ``"innererror": {"code"}`` when the
 service names a finer cause (``ObjectIsDeletedButRecoverable``, ``SecretDisabled``).
+Storage: XML ``<Error><Code/><Message/></Error>``, the code also in ``x-ms-error-code``.
 Identity platform: OAuth2 ``error`` / ``error_description`` / ``error_codes``.
 """
 
@@ -11,11 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from typing import Any, Literal
+from xml.sax.saxutils import escape
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
-Service = Literal["graph", "keyvault", "identity", "control"]
+Service = Literal["graph", "keyvault", "identity", "storage", "control"]
+
+# The blob service's path prefix: the account, path-style as Azurite serves it (emulator.storage).
+STORAGE_PREFIX = "/devstoreaccount1/"
 
 
 class PlatformError(Exception):
@@ -49,6 +54,8 @@ def service_of(path: str) -> Service:
         return "keyvault"
     if path.startswith("/_emulator"):
         return "control"
+    if path.startswith(STORAGE_PREFIX):
+        return "storage"
     return "identity"
 
 
@@ -96,9 +103,21 @@ def request_id_of(request: Request) -> str:
     return rid if isinstance(rid, str) else str(uuid.uuid4())
 
 
-def render(request: Request, exc: Exception) -> JSONResponse:
+def storage_error_xml(code: str, message: str, request_id: str) -> bytes:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><Error><Code>'
+        f"{escape(code)}</Code><Message>{escape(message)}\nRequestId:{request_id}\nTime:{now}</Message></Error>"
+    ).encode()
+
+
+def render(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PlatformError)
     rid = request_id_of(request)
+    if exc.service == "storage":
+        xml = b"" if request.method == "HEAD" else storage_error_xml(exc.code, exc.message, rid)
+        headers = {"x-ms-request-id": rid, "x-ms-error-code": exc.code, **exc.headers}
+        return Response(xml, status_code=exc.status, headers=headers, media_type="application/xml")
     body = error_body(
         exc.service,
         exc.status,

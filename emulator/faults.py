@@ -26,7 +26,7 @@ from typing import Any, Literal
 import jwt
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emulator.errors import Service, error_body, service_of
+from emulator.errors import Service, error_body, service_of, storage_error_xml
 
 RuleKind = Literal["status", "lost-response", "latency", "replication-lag", "write-quota"]
 
@@ -39,6 +39,14 @@ _STATUS_CODES: dict[tuple[str, int], tuple[str, str]] = {
     ("keyvault", 500): ("InternalServerError", "An unexpected error occurred."),
     ("keyvault", 503): ("ServiceUnavailable", "The service is temporarily unavailable."),
     ("keyvault", 504): ("GatewayTimeout", "The gateway timed out."),
+    ("storage", 500): (
+        "InternalError",
+        "The server encountered an internal error. Please retry the request.",
+    ),
+    ("storage", 503): (
+        "ServerBusy",
+        "The server is currently unable to receive requests. Please retry your request.",
+    ),
     ("identity", 429): ("temporarily_unavailable", "AADSTS50196: The server is throttling this client."),
     ("identity", 500): ("server_error", "AADSTS90033: A transient error has occurred."),
     ("identity", 503): ("temporarily_unavailable", "AADSTS90033: A transient error has occurred."),
@@ -55,7 +63,7 @@ class Rule:
     first ``times`` matching requests, or on every match, each subject to ``probability``."""
 
     kind: RuleKind
-    service: Literal["graph", "keyvault", "identity", "any"] = "any"
+    service: Literal["graph", "keyvault", "identity", "storage", "any"] = "any"
     method: str | None = None
     path: str | None = None
     probability: float = 1.0
@@ -248,6 +256,20 @@ async def _send_error(
     message: str | None = None,
 ) -> None:
     default_code, default_message = _STATUS_CODES.get((service, status), ("error", "Injected fault."))
+    if service == "storage":
+        code = code or default_code
+        xml = storage_error_xml(code, message or default_message, request_id)
+        headers = [
+            (b"content-type", b"application/xml"),
+            (b"content-length", str(len(xml)).encode()),
+            (b"x-ms-request-id", request_id.encode()),
+            (b"x-ms-error-code", code.encode()),
+        ]
+        if retry_after is not None:
+            headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": xml})
+        return
     body = json.dumps(
         error_body(service, status, code or default_code, message or default_message, request_id)
     ).encode()

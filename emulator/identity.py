@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 GRAPH_AUDIENCES = ("https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000")
 VAULT_AUDIENCE = "https://vault.azure.net"
+STORAGE_AUDIENCE = "https://storage.azure.com"
+# Resources with no service principal in the tenant that tokens may still be issued for.
+AZURE_RESOURCES = (VAULT_AUDIENCE, STORAGE_AUDIENCE)
 TOKEN_LIFETIME_SECONDS = 3599
 
 
@@ -213,7 +216,7 @@ class IdentityPlatform:
                 ),
                 None,
             )
-        if resource_sp is None and resource != VAULT_AUDIENCE:
+        if resource_sp is None and resource not in AZURE_RESOURCES:
             raise _identity_error(
                 400,
                 "invalid_resource",
@@ -254,12 +257,24 @@ class IdentityPlatform:
 
     def authenticate(self, request: Request, audiences: tuple[str, ...]) -> Principal:
         """The caller of ``request``, or a 401 in the wire format of the service asked."""
-        service = "keyvault" if VAULT_AUDIENCE in audiences else "graph"
+        service = (
+            "keyvault"
+            if VAULT_AUDIENCE in audiences
+            else "storage"
+            if STORAGE_AUDIENCE in audiences
+            else "graph"
+        )
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("bearer "):
             if service == "keyvault":
                 raise self.vault_challenge(
                     "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token."
+                )
+            if service == "storage":
+                raise self.storage_challenge(
+                    "NoAuthenticationInformation",
+                    "Server failed to authenticate the request. Please refer to the information in "
+                    "the www-authenticate header.",
                 )
             raise PlatformError(401, "InvalidAuthenticationToken", "Access token is empty.")
         try:
@@ -275,12 +290,22 @@ class IdentityPlatform:
                 raise self.vault_challenge(
                     "Unauthorized", "AKV10032: Invalid issuer or token expired."
                 ) from None
+            if service == "storage":
+                raise self.storage_challenge(
+                    "InvalidAuthenticationInfo",
+                    "Server failed to authenticate the request. The token is expired.",
+                ) from None
             raise PlatformError(
                 401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired."
             ) from None
         except jwt.PyJWTError:
             if service == "keyvault":
                 raise self.vault_challenge("Unauthorized", "AKV10022: Invalid audience or token.") from None
+            if service == "storage":
+                raise self.storage_challenge(
+                    "InvalidAuthenticationInfo",
+                    "Server failed to authenticate the request. Invalid audience.",
+                ) from None
             raise PlatformError(
                 401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience."
             ) from None
@@ -288,6 +313,19 @@ class IdentityPlatform:
             app_id=claims["appid"],
             service_principal_id=claims["oid"],
             roles=frozenset(claims.get("roles", [])),
+        )
+
+    def storage_challenge(self, code: str, message: str) -> PlatformError:
+        authority = f"{self.base_url}/{self.tenant_id}/oauth2/authorize"
+        return PlatformError(
+            401,
+            code,
+            message,
+            service="storage",
+            headers={
+                "WWW-Authenticate": f"Bearer authorization_uri={authority} resource_id={STORAGE_AUDIENCE}",
+                "x-ms-error-code": code,
+            },
         )
 
     def vault_challenge(self, code: str, message: str) -> PlatformError:

@@ -1,4 +1,4 @@
-"""The emulated platform's whole state: one tenant, one key vault, one clock, the fault
+"""The emulated platform's whole state: one tenant, one key vault, one storage account, one clock, the fault
 engine and the request log. Handlers reach everything through ``Platform``."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from emulator.faults import FaultEngine
 from emulator.identity import IdentityPlatform
 from emulator.keyvault import Vault
 from emulator.seed import Seeded, new_client_secret, seed
+from emulator.storage import ACCOUNT, Storage
 
 
 class Platform:
@@ -30,6 +31,8 @@ class Platform:
         self.directory = Directory(self.clock, self.tenant_id)
         self.seeded: Seeded = seed(self.directory, self._service_secret, self._admin_secret)
         self.vault = Vault(self.clock)
+        # The function app's own storage account (AzureWebJobsStorage): the per-application leases.
+        self.storage = Storage(self.clock)
         # Tenant app-management policy: {"maxSecretLifetime": "P90D" | None, "secretsAllowed": bool}
         self.policy: dict[str, Any] = {"maxSecretLifetime": None, "secretsAllowed": True}
 
@@ -41,6 +44,7 @@ class Platform:
         self.directory = Directory(self.clock, self.tenant_id)
         self.seeded = seed(self.directory, self._service_secret, self._admin_secret)
         self.vault = Vault(self.clock)
+        self.storage = Storage(self.clock)
         self.policy = {"maxSecretLifetime": None, "secretsAllowed": True}
 
     def settings(self, ca_file: str) -> dict[str, str]:
@@ -53,6 +57,7 @@ class Platform:
             "AZURE_AUTHORITY_HOST": self.base_url,
             "GRAPH_BASE_URL": f"{self.base_url}/v1.0",
             "KEY_VAULT_URL": f"{self.base_url}/",
+            "AzureWebJobsStorage__blobServiceUri": f"{self.base_url}/{ACCOUNT}",
             "PLATFORM_CA_FILE": ca_file,
             "EMULATOR_URL": self.base_url,
             "EMULATOR_ADMIN_CLIENT_ID": self.seeded.admin.app_id,

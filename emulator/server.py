@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from emulator import graph, keyvault, tls
+from emulator import graph, keyvault, storage, tls
 from emulator.control import ControlPlane
 from emulator.errors import PlatformError, render, service_of
 from emulator.faults import FaultMiddleware
@@ -48,6 +48,7 @@ def build_app(platform: Platform) -> ASGIApp:
             *ControlPlane(platform).routes(),
             *graph.routes(platform),
             *keyvault.routes(platform.base_url, platform.identity, lambda: platform.vault),
+            *storage.routes(platform.identity, lambda: platform.storage),
             *platform.identity.routes(),
         ],
         exception_handlers={PlatformError: render, 404: _not_found, 405: _method_not_allowed},

@@ -19,6 +19,7 @@ from shared.adapters.graph.applications import ApplicationsGateway
 from shared.adapters.graph.calls import GRAPH_WRITE_BURST, GRAPH_WRITES_PER_SECOND, GraphCalls, WritePacer
 from shared.adapters.graph.consent import ConsentGateway
 from shared.adapters.keyvault import KeyVaultGateway
+from shared.adapters.leases import BlobLeases
 from shared.services.dependencies import Dependencies, utc_now
 from shared.settings import get_settings
 
@@ -65,6 +66,7 @@ def dependencies() -> Dependencies:
             applications=ApplicationsGateway(calls),
             consent=ConsentGateway(calls),
             vault=KeyVaultGateway(clients.vault),
+            leases=BlobLeases(clients.leases),
             clock=CLOCK,
         )
     return _process.dependencies

@@ -37,6 +37,7 @@ _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 _NCRONTAB_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+")
 _PERMISSION_NAME = re.compile(r"[A-Za-z0-9._-]{1,120}")
 _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+")
+_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])")
 _TAG = re.compile(r"[^\s\"'\x00-\x1f\x7f]{1,256}")
 
 
@@ -74,6 +75,25 @@ class Settings(BaseSettings):
         alias="PLATFORM_CA_FILE",
         description="PEM CA bundle trusted for Graph, the token endpoint and Key Vault (the emulator's CA); "
         "unset means the system default.",
+    )
+
+    storage_blob_url: str | None = Field(
+        default=None,
+        alias="AzureWebJobsStorage__blobServiceUri",
+        description="Blob endpoint of the function app's own storage account (identity-based "
+        "AzureWebJobsStorage), e.g. https://myaccount.blob.core.windows.net; where the per-application "
+        "leases live. Unset: derived from AzureWebJobsStorage__accountName.",
+    )
+    storage_account_name: str | None = Field(default=None, alias="AzureWebJobsStorage__accountName")
+    lease_container: str = Field(
+        default="app-registration-leases",
+        alias="LEASE_CONTAINER",
+        description="Blob container holding one lease blob per application.",
+    )
+    lease_wait: Duration = _duration(
+        "PT30S",
+        "LEASE_WAIT",
+        "How long a delivery waits for another one's lease on its application before it is redelivered.",
     )
 
     registration_queue: str = Field(default="app-registration-requests", alias="REGISTRATION_QUEUE")
@@ -131,10 +151,31 @@ class Settings(BaseSettings):
             raise ValueError("must be a tenant id (GUID) or a domain name")
         return value
 
-    @field_validator("azure_authority_host", "graph_base_url", "key_vault_url")
+    @field_validator("lease_container")
     @classmethod
-    def _endpoint(cls, value: str) -> str:
+    def _container(cls, value: str) -> str:
+        if not _CONTAINER.fullmatch(value) or "--" in value:
+            raise ValueError("a container name is 3-63 lower-case letters, digits and single hyphens")
+        return value
+
+    @property
+    def blob_service_url(self) -> str:
+        """The blob endpoint the leases use (the Functions host needs the account anyway)."""
+        if self.storage_blob_url is not None:
+            return self.storage_blob_url
+        if self.storage_account_name is None:
+            raise ValueError(
+                "set AzureWebJobsStorage__blobServiceUri or AzureWebJobsStorage__accountName: "
+                "the per-application leases live in the function app's storage account"
+            )
+        return f"https://{self.storage_account_name}.blob.core.windows.net"
+
+    @field_validator("azure_authority_host", "graph_base_url", "key_vault_url", "storage_blob_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
         # Plain http only on loopback, as the Azure SDKs allow it (the emulator).
+        if value is None:
+            return None
         lowered = value.lower()
         loopback = any(lowered.startswith(f"http://{host}") for host in _LOOPBACK_HOSTS)
         if not (lowered.startswith("https://") or loopback) or any(c.isspace() for c in value):

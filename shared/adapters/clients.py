@@ -1,5 +1,5 @@
-"""Builds the platform's SDK clients: one credential, one Graph client and one Key Vault
-client, configured for the endpoints and CA in the settings (shared.bootstrap keeps one set
+"""Builds the platform's SDK clients: one credential, one Graph client, one Key Vault client
+and the blob container of the per-application leases, configured for the endpoints and CA in the settings (shared.bootstrap keeps one set
 per process and event loop).
 
 Importing this module is cheap: msgraph-sdk (~0.2-0.9 s to import) and the Azure SDKs are
@@ -20,9 +20,13 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.keyvault.secrets.aio import SecretClient
+    from azure.storage.blob.aio import ContainerClient
     from msgraph import GraphServiceClient
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+# Each write is one HTTP request that gives up after this long (Key Vault, Storage); the lease's
+# margin (shared.services.exclusive) is longer, so no write is still in flight when it lapses.
+WRITE_TIMEOUT_SECONDS = 20
 PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 
 
@@ -31,10 +35,12 @@ class PlatformClients:
     credential: AsyncTokenCredential
     graph: GraphServiceClient
     vault: SecretClient
+    leases: ContainerClient
     loop: asyncio.AbstractEventLoop
 
     async def close(self) -> None:
         await self.vault.close()
+        await self.leases.close()
         await self.credential.close()
 
 
@@ -131,7 +137,13 @@ def build_graph_client(settings: Settings, credential: AsyncTokenCredential) -> 
 def build_secret_client(settings: Settings, credential: AsyncTokenCredential) -> SecretClient:
     from azure.keyvault.secrets.aio import SecretClient
 
-    kwargs: dict[str, Any] = {"retry_total": 4, "retry_backoff_factor": 0.5, "retry_backoff_max": 8}
+    # No SDK retries: the gateway retries (shared.adapters.keyvault), asking the lease's fence
+    # before each attempt, and never sends a set again after a lost response.
+    kwargs: dict[str, Any] = {
+        "retry_total": 0,
+        "connection_timeout": 10,
+        "read_timeout": WRITE_TIMEOUT_SECONDS,
+    }
     if settings.platform_ca_file:
         kwargs["connection_verify"] = str(settings.platform_ca_file)
     host = urlparse(settings.key_vault_url).hostname or ""
@@ -141,6 +153,20 @@ def build_secret_client(settings: Settings, credential: AsyncTokenCredential) ->
     return SecretClient(settings.key_vault_url, credential, **kwargs)
 
 
+def build_lease_container(settings: Settings, credential: AsyncTokenCredential) -> ContainerClient:
+    """The container of per-application lease blobs in the function app's storage account."""
+    from azure.storage.blob.aio import ContainerClient
+
+    kwargs: dict[str, Any] = {
+        "retry_total": 3,
+        "connection_timeout": 10,
+        "read_timeout": WRITE_TIMEOUT_SECONDS,
+    }
+    if settings.platform_ca_file:
+        kwargs["connection_verify"] = str(settings.platform_ca_file)
+    return ContainerClient(settings.blob_service_url, settings.lease_container, credential, **kwargs)
+
+
 def build_platform_clients(settings: Settings, loop: asyncio.AbstractEventLoop) -> PlatformClients:
     """One credential and the clients that share it, bound to ``loop`` (the SDKs bind to one)."""
     credential = build_credential(settings)
@@ -148,5 +174,6 @@ def build_platform_clients(settings: Settings, loop: asyncio.AbstractEventLoop) 
         credential=credential,
         graph=build_graph_client(settings, credential),
         vault=build_secret_client(settings, credential),
+        leases=build_lease_container(settings, credential),
         loop=loop,
     )

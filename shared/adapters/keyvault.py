@@ -4,7 +4,8 @@ Each managed application has one Key Vault secret (``app-{uniqueName}``); every 
 secret the service creates for it is a new *version* of that secret, tagged with the
 credential's ``keyId`` (shared.domain.stored), so that readers of the unversioned id always
 get the newest and the service can prove which credentials have their value stored. Retries
-are azure-core's (429/5xx and dropped connections, with backoff); errors are mapped to
+are this gateway's (``_call``: 429/5xx and dropped connections, with backoff and
+``Retry-After``; a write asks the lease's fence before each attempt); errors are mapped to
 shared.domain.errors, so nothing above sees an azure-core exception.
 
 Every method says what it returns, what it raises and the Key Vault data action it needs;
@@ -13,10 +14,13 @@ the built-in role *Key Vault Secrets Officer* on the vault grants all of them.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
+from shared.domain import fencing
 from shared.domain.errors import NotFound, PermanentError, PermissionDenied, ServiceError, TransientError
 from shared.domain.records import StoredVersion
 from shared.domain.secret_value import SecretValue
@@ -27,6 +31,10 @@ if TYPE_CHECKING:
     from azure.keyvault.secrets.aio import SecretClient
 
 T = TypeVar("T")
+# Retries are this gateway's (the SDK's are off, shared.adapters.clients).
+ATTEMPTS = 4
+MAX_BACKOFF = 8.0
+MAX_RETRY_AFTER = 30.0
 RECORD_CONTENT_TYPE = "application/vnd.entra-app-registration.decommission-record"
 
 
@@ -70,6 +78,27 @@ def _mapped(what: str, error: Exception) -> ServiceError | None:
     return None
 
 
+def _retry_wait(error: Exception, attempt: int, resend: bool) -> float | None:
+    """Seconds to wait before sending ``error``'s request again, or None: not again."""
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    backoff = min(MAX_BACKOFF, 0.5 * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311
+    if isinstance(error, ServiceRequestError):
+        return backoff  # never sent
+    if isinstance(error, ServiceResponseError):
+        return backoff if resend else None  # sent: it may have taken effect
+    if isinstance(error, HttpResponseError) and error.status_code in (429, 503, 504, 500):
+        if error.status_code == 500 and not resend:
+            return None
+        response = getattr(error, "response", None)
+        header = response.headers.get("Retry-After") if response is not None else None
+        try:
+            return min(MAX_RETRY_AFTER, float(header)) if header else backoff
+        except ValueError:
+            return backoff
+    return None
+
+
 def _version(properties: SecretProperties) -> StoredVersion:
     tags = dict(properties.tags or {})
     return StoredVersion(
@@ -87,20 +116,35 @@ class KeyVaultGateway:
     def __init__(self, client: SecretClient) -> None:
         self.client = client
 
-    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run one call; map azure-core's errors to shared.domain.errors.
+    async def _call(
+        self, what: str, call: Callable[[], Awaitable[T]], *, write: bool = False, resend: bool = True
+    ) -> T:
+        """Run one call with its retries; map azure-core's errors to shared.domain.errors.
+
+        Retried: 429/503/504 answers (after their ``Retry-After``), requests that never left,
+        and, when ``resend``, requests whose answer was lost or was a 500. A write asks the
+        lease's fence (shared.domain.fencing) before every attempt, so a delivery that lost its
+        application's lease never sends one.
 
         The mapped error is raised after the ``except`` block, never inside it: raised there,
         it would keep azure-core's error as its ``__context__`` (``from None`` only hides it
         from tracebacks), and that error keeps the request it failed on, whose body is the
         secret's value on a ``set_secret``."""
-        try:
-            return await call()
-        except Exception as error:  # mapped below; anything unknown propagates as it is
-            failure = _mapped(what, error)
-            if failure is None:
-                raise
-        raise failure
+        attempt = 0
+        while True:
+            if write:
+                fencing.check_writes()
+            try:
+                return await call()
+            except Exception as error:  # mapped below; anything unknown propagates as it is
+                failure = _mapped(what, error)
+                if failure is None:
+                    raise
+                wait = _retry_wait(error, attempt, resend)
+            attempt += 1
+            if wait is None or attempt >= ATTEMPTS:
+                raise failure
+            await asyncio.sleep(wait)
 
     async def versions(self, name: str) -> list[StoredVersion]:
         """Every version of the secret (properties and tags, never values); [] if none.
@@ -203,12 +247,12 @@ class KeyVaultGateway:
         """``set_version``; a soft-deleted name (409 ObjectIsDeletedButRecoverable) is recovered
         first, with its history, then set again."""
         try:
-            return await self._call(what, set_version)
+            return await self._call(what, set_version, write=True, resend=False)
         except PermanentError as error:
             if error.code != "ObjectIsDeletedButRecoverable":
                 raise
         await self.recover(name)
-        return await self._call(what, set_version)
+        return await self._call(what, set_version, write=True, resend=False)
 
     async def recover(self, name: str) -> None:
         """Recover a soft-deleted secret with its versions; waits until it is done.
@@ -216,7 +260,7 @@ class KeyVaultGateway:
         Raises ``NotFound`` when nothing is deleted under ``name``, ``PermissionDenied``,
         ``TransientError``. Needs ``Microsoft.KeyVault/vaults/secrets/recover/action``.
         """
-        await self._call(f"recover {name}", lambda: self.client.recover_deleted_secret(name))
+        await self._call(f"recover {name}", lambda: self.client.recover_deleted_secret(name), write=True)
 
     async def disable(self, name: str, version: str, tags: Mapping[str, str] | None = None) -> None:
         """Disable one version (its value can no longer be read); ``tags`` replace its tags.
@@ -228,6 +272,7 @@ class KeyVaultGateway:
         await self._call(
             f"disable {name}/{version}",
             lambda: self.client.update_secret_properties(name, version, enabled=False, tags=new_tags),
+            write=True,
         )
 
     async def read(self, name: str, version: str | None = None) -> SecretValue:

@@ -61,24 +61,18 @@ def plan_registration_secret(
     versions: Sequence[StoredVersion],
     latest: StoredVersion | None,
     *,
-    request_id: str,
-    redelivered: bool,
     now: dt.datetime,
     safety_age: dt.timedelta,
 ) -> SecretPlan:
     """Reuse the credential the unversioned Key Vault secret resolves to if it is the
     service's, exists and is valid now; otherwise a new one is issued. Credentials the service
-    created whose value is in no enabled version are removed (never anyone else's): when older
-    than ``safety_age``, or when they come from an earlier delivery of this very request (a
-    crash between addPassword and the Key Vault write). A concurrent copy's credential, younger
-    and not from a redelivery, is left to that copy."""
+    created whose value is in no enabled version are removed (never anyone else's) only once
+    proven dead: older than ``safety_age``. Younger, its value may still be on its way to the
+    vault (a delivery that lost its lease while its write was in flight), and the write would
+    make it the latest version: a redelivery alone proves nothing (docs/reliability.md)."""
     credentials = join(passwords, versions)
     remove = tuple(
-        c.key_id
-        for c in credentials
-        if c.managed
-        and c.stored is None
-        and (now - c.info.start >= safety_age or (redelivered and c.origin == request_id))
+        c.key_id for c in credentials if c.managed and c.stored is None and now - c.info.start >= safety_age
     )
     reuse = None
     if latest is not None and latest.enabled:

@@ -119,15 +119,14 @@ def plan_rotation(
     force: bool = False,
     may_rotate: bool = True,
     origin: str | None = None,
-    redelivered: bool = False,
 ) -> Plan:
     """What to do about one application's client secrets, given everything known about them.
 
     ``latest`` is the version the unversioned secret resolves to (None: missing or disabled).
     ``expects_secret``: the app was registered with a secret (a public client has none, and
     gets none). ``force``: issue a new credential unless one from ``origin`` is already stored
-    (rotate on request). ``redelivered`` with ``origin``: an unstored credential of this origin
-    is an earlier attempt's orphan and goes at once, not after the safety age.
+    (rotate on request). An unstored credential goes only once proven dead, older than the
+    safety age, whoever issued it: younger, its value may still be on its way to the vault.
     """
     credentials = join(passwords, versions)
     by_key = {c.key_id: c for c in credentials}
@@ -159,8 +158,7 @@ def plan_rotation(
         if c is keeper or holds_latest(c):
             continue
         if c.stored is None:
-            own_orphan = redelivered and origin is not None and c.origin == origin
-            if own_orphan or now - c.info.start >= policy.safety_age:
+            if now - c.info.start >= policy.safety_age:
                 removable.append(Step("cleanup", "not-stored", c.key_id))
             continue
         newer = [n for n in stored_valid if n is not c and _newer(n) > _newer(c)]

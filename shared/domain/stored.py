@@ -111,6 +111,12 @@ def secret_name(unique_name: str) -> str:
     return f"{SECRET_PREFIX}{unique_name}"
 
 
+def lease_name(unique_name: str) -> str:
+    """The blob whose lease makes one delivery at a time act on an application (uniqueName is
+    case-insensitive in Entra, so both spellings share one lease)."""
+    return f"{SECRET_PREFIX}{unique_name.lower()}"
+
+
 def version_tags(
     *,
     key_id: str,

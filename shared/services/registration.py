@@ -27,7 +27,7 @@ from shared.messages.base import FieldError, RequestRejected
 from shared.messages.replies import ConsentResult, RegistrationReply, ReplyApplication, ReplyCredential
 from shared.messages.requests import RegisterRequest
 from shared.services.consent import ResolvedPermission, required_access, service_principal_and_consent
-from shared.services.delivery import Delivery, problem_of
+from shared.services.delivery import problem_of
 from shared.services.dependencies import Dependencies
 from shared.services.ownership import ensure_owned, not_managed
 from shared.services.secrets import ensure_secret
@@ -36,7 +36,7 @@ from shared.services.tasks import gather_all
 log = logging.getLogger(__name__)
 
 
-async def register(deps: Dependencies, request: RegisterRequest, delivery: Delivery) -> RegistrationReply:
+async def register(deps: Dependencies, request: RegisterRequest) -> RegistrationReply:
     """The reply to a register request. Raises ``RequestRejected`` or a ``PermanentError`` for
     a request that cannot succeed, a ``TransientError`` for one that may later."""
     settings = deps.settings
@@ -68,7 +68,6 @@ async def register(deps: Dependencies, request: RegisterRequest, delivery: Deliv
                 requested_by=request.requested_by,
                 owner=request.application.service_management_reference,
                 secret=secret,
-                delivery=delivery,
             )
         )
     # Every step runs to its end (as gather_all), so that what is left behind is known.

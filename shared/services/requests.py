@@ -19,6 +19,7 @@ from shared.messages.requests import DecommissionRequest, RegisterRequest
 from shared.services.decommission import decommission
 from shared.services.delivery import Delivery, problem_of, retry_unless_last
 from shared.services.dependencies import Dependencies
+from shared.services.exclusive import exclusively
 from shared.services.registration import register
 from shared.services.rotate_request import rotate_on_request
 from shared.settings import get_settings
@@ -45,14 +46,19 @@ async def answer(
         "action": request.action,
         "deliveryCount": delivery.delivery_count,
     }
+    unique_name = (
+        request.unique_name if isinstance(request, RegisterRequest) else request.application.unique_name
+    )
     try:
         deps = dependencies()
-        if isinstance(request, RegisterRequest):
-            reply = await register(deps, request, delivery)
-        elif isinstance(request, DecommissionRequest):
-            reply = await decommission(deps, request)
-        else:
-            reply = await rotate_on_request(deps, request, delivery)
+        # One delivery at a time acts on an application (shared.services.exclusive).
+        async with exclusively(deps, unique_name):
+            if isinstance(request, RegisterRequest):
+                reply = await register(deps, request)
+            elif isinstance(request, DecommissionRequest):
+                reply = await decommission(deps, request)
+            else:
+                reply = await rotate_on_request(deps, request)
     except RequestRejected as rejection:
         _log_rejection(delivery, request.request_id, rejection.errors)
         return rejected(request.request_id, rejection.errors, request.requested_by)

@@ -14,7 +14,6 @@ from shared.domain.planner import MAX_CREDENTIALS, expects_secret, rotated_withi
 from shared.domain.records import AppRecord, StoredVersion
 from shared.messages.replies import RegistrationReply, ReplyApplication, ReplyCredential
 from shared.messages.requests import RotateRequest
-from shared.services.delivery import Delivery
 from shared.services.dependencies import Dependencies
 from shared.services.ownership import ensure_owned
 from shared.services.rotation import rotate
@@ -23,9 +22,7 @@ from shared.services.secrets import reply_credential
 log = logging.getLogger(__name__)
 
 
-async def rotate_on_request(
-    deps: Dependencies, request: RotateRequest, delivery: Delivery
-) -> RegistrationReply:
+async def rotate_on_request(deps: Dependencies, request: RotateRequest) -> RegistrationReply:
     """The reply to a rotate request. Raises a ``PermanentError`` naming the field for an
     application that does not exist, is not the service's, or has no room for a credential."""
     unique_name = request.application.unique_name
@@ -55,7 +52,6 @@ async def rotate_on_request(
     outcome = await rotate(
         deps,
         app,
-        delivery,
         force=True,
         origin=request.request_id,
         requested_by=request.requested_by,

@@ -23,6 +23,7 @@ from shared.messages.replies import ReplyCredential
 from shared.messages.rotation import EventApp, RotationEvent, RotationMessage
 from shared.services.delivery import Delivery, retry_unless_last
 from shared.services.dependencies import Dependencies
+from shared.services.exclusive import exclusively
 from shared.services.secrets import issue_secret
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,6 @@ def _description(app: AppRecord) -> str:
 async def rotate(
     deps: Dependencies,
     app: AppRecord,
-    delivery: Delivery,
     *,
     force: bool = False,
     origin: str | None = None,
@@ -104,7 +104,6 @@ async def rotate(
             force=force and outcome.issued is None,
             may_rotate=outcome.issued is None,
             origin=origin,
-            redelivered=delivery.redelivered,
         )
         for step in plan.steps:
             if step.action == "report" and (step.reason, step.key_id) in reported:
@@ -171,13 +170,14 @@ async def rotate_message(deps: Dependencies, body: bytes, delivery: Delivery) ->
 
     app: AppRecord | None = None
     try:
-        try:
-            app = await deps.applications.get_application(target.object_id, dependent=False)
-        except NotFound:
-            return problem(None, "application-not-found")
-        if settings.service_tag not in app.tags or app.unique_name != target.unique_name:
-            return problem(app, "not-managed")
-        outcome = await rotate(deps, app, delivery)
+        async with exclusively(deps, target.unique_name):
+            try:
+                app = await deps.applications.get_application(target.object_id, dependent=False)
+            except NotFound:
+                return problem(None, "application-not-found")
+            if settings.service_tag not in app.tags or app.unique_name != target.unique_name:
+                return problem(app, "not-managed")
+            outcome = await rotate(deps, app)
     except TransientError as error:
         retry_unless_last(error, delivery, settings.max_delivery_count, log, "rotation", context)
         return problem(app, f"failed:{error.code}")

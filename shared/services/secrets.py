@@ -10,12 +10,11 @@ from __future__ import annotations
 import datetime as dt
 
 from shared.domain import credentials as creds
-from shared.domain import stored
+from shared.domain import fencing, stored
 from shared.domain.errors import PolicyViolation
 from shared.domain.policy import RequestedSecret
 from shared.domain.records import AppRecord, PasswordInfo, StoredVersion
 from shared.messages.replies import ReplyCredential
-from shared.services.delivery import Delivery
 from shared.services.dependencies import Dependencies
 from shared.services.tasks import gather_all
 
@@ -30,7 +29,6 @@ async def ensure_secret(
     requested_by: str,
     owner: str | None,
     secret: RequestedSecret,
-    delivery: Delivery,
 ) -> ReplyCredential:
     """The registration's secret: the stored one the unversioned secret resolves to if it is
     still valid, else a new one. Orphans of earlier attempts are removed first."""
@@ -41,8 +39,6 @@ async def ensure_secret(
             app.passwords,
             versions,
             latest,
-            request_id=request_id,
-            redelivered=delivery.redelivered,
             now=deps.now(),
             safety_age=deps.settings.rotation_safety_age.total_lower_bound(),
         )
@@ -102,11 +98,11 @@ async def issue_secret(
         # leave the newest version (what the unversioned id resolves to) opening nothing.
         found = await stored_version(deps, name, new.info.key_id)
         if found is None:
-            await graph.remove_password(app.object_id, new.info.key_id)
+            await _remove_unstored(deps, app, new.info.key_id)
             raise
         version = found
     except BaseException:
-        await graph.remove_password(app.object_id, new.info.key_id)
+        await _remove_unstored(deps, app, new.info.key_id)
         raise
     # Settle duplicates from a concurrent copy of this request (see credentials.settle_duplicates).
     current, versions, latest = await gather_all(
@@ -132,6 +128,13 @@ async def issue_secret(
     assert latest is not None and latest.key_id == settle.keep  # by settle_duplicates
     kept = next(p for p in current.passwords if p.key_id == settle.keep)
     return reply_credential(kept, latest)
+
+
+async def _remove_unstored(deps: Dependencies, app: AppRecord, key_id: str) -> None:
+    """Remove the credential just issued whose value was not stored. Safe even after this
+    delivery lost its lease: the value never left this process, so nobody can be using it."""
+    with fencing.unfenced():
+        await deps.applications.remove_password(app.object_id, key_id)
 
 
 async def stored_version(deps: Dependencies, name: str, key_id: str) -> StoredVersion | None:

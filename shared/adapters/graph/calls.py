@@ -7,6 +7,7 @@
   never on a lost response, because the create may have happened.
 - pacing: all writes share one token bucket at Graph's per-app write rate, and a 429's
   ``Retry-After`` pauses every writer, so that a burst slows down instead of being throttled.
+- fencing: a write asks the lease's fence (shared.domain.fencing) before every attempt.
 - replication lag: right after a create, dependent calls fail with the errors listed in
   platform-facts.md; those are retried with backoff on the dependent step only.
 - error mapping: nothing above the adapters sees an SDK error.
@@ -30,6 +31,7 @@ from shared.adapters.graph.errors import (
     is_transport,
     odata_error,
 )
+from shared.domain import fencing
 from shared.domain.errors import PermanentError, PermissionDenied, ServiceError, TransientError
 
 if TYPE_CHECKING:
@@ -125,6 +127,7 @@ class GraphCalls:
         while True:
             if write:
                 await self.pacer.acquire()
+                fencing.check_writes()  # after the pacer's wait: the lease may have lapsed in it
             try:
                 return await call()
             except Exception as error:  # classified below; nothing escapes unmapped
