@@ -288,7 +288,7 @@ def triage(
     ]
     if latest is not None:
         assumed = [v for v in assumed if v.key_id != latest.key_id] + [latest]
-    return plan_rotation(
+    plan = plan_rotation(
         app.passwords,
         assumed,
         latest,
@@ -296,6 +296,22 @@ def triage(
         policy=policy,
         expects_secret=expects_secret(app, service_tag),
     )
+    if plan.changes or latest is None or latest.created_on is None:
+        return plan
+    # A credential issued around (or after) the current version, yet not the one it holds, is
+    # likely an orphan: an addPassword whose answer was lost, or a process that died before the
+    # vault write. Once older than the safety age it is proven dead: the worker, which reads the
+    # version history, removes it if its value is indeed stored nowhere.
+    suspects = [
+        p
+        for p in app.passwords
+        if origin_of(p.display_name) is not None
+        and p.key_id != latest.key_id
+        and p.start > latest.created_on - policy.safety_age
+        and now - p.start >= policy.safety_age
+    ]
+    checks = tuple(Step("cleanup", "suspected-not-stored", p.key_id) for p in suspects)
+    return Plan(before=plan.before, rotate=plan.rotate, after=(*plan.after, *checks))
 
 
 def expects_secret(app: AppRecord, service_tag: str) -> bool:
