@@ -100,8 +100,8 @@ def service_client_body(unique_name: str, request_id: str, *, lifetime: str = "P
 
 
 def platform_requests(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Graph and Key Vault requests (token requests are counted apart)."""
-    return [e for e in entries if e["service"] in ("graph", "keyvault")]
+    """Graph, Key Vault and Storage (the lease) requests (token requests are counted apart)."""
+    return [e for e in entries if e["service"] in ("graph", "keyvault", "storage")]
 
 
 def longest_chain(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Scenario 1: the critical path of one registration.
 
 A service client with a delegated and an application permission on Microsoft Graph, admin
-consent and a secret. From the emulator's request log: how many Graph and Key Vault requests,
+consent and a secret. From the emulator's request log: how many Graph, Key Vault and Storage
+(the application's lease) requests,
 the longest chain of requests that ran one after another, and the end-to-end latency, beside
 the lower bound that the platform's own dependencies force. Token requests are counted apart:
 the token cache is warmed by one registration first, whose token requests are reported.
@@ -26,14 +27,18 @@ from bench.common import (
 # What must happen before what, whatever the code does (platform-facts.md): the permission ids
 # are resolved before the application that names them is written; the application exists
 # before its service principal and its password; the service principal before consent; the
-# secret's value before the vault write. Steps with no path between them can run concurrently.
+# secret's value before the vault write. The application's lease (shared.services.exclusive) is
+# held before its first write and given back after its last. Steps with no path between them
+# can run concurrently.
 DEPENDENCIES: dict[str, tuple[str, ...]] = {
+    "take the application's lease": (),
     "resolve permission ids (one GET per API)": (),
-    "upsert application": ("resolve permission ids (one GET per API)",),
+    "upsert application": ("take the application's lease", "resolve permission ids (one GET per API)"),
     "upsert service principal": ("upsert application",),
     "consent (grant and app role assignment)": ("upsert service principal",),
     "addPassword": ("upsert application",),
     "store the secret in Key Vault": ("addPassword",),
+    "release the lease": ("consent (grant and app role assignment)", "store the secret in Key Vault"),
 }
 
 
@@ -74,6 +79,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 "seconds": seconds,
                 "graph": sum(1 for e in requests if e["service"] == "graph"),
                 "keyvault": sum(1 for e in requests if e["service"] == "keyvault"),
+                "storage": sum(1 for e in requests if e["service"] == "storage"),
                 "graphWrites": sum(
                     1 for e in requests if e["service"] == "graph" and e["method"] in ("POST", "PATCH")
                 ),
@@ -89,6 +95,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         "runs": runs,
         "graphRequests": typical["graph"],
         "keyVaultRequests": typical["keyvault"],
+        "storageRequests": typical["storage"],
         "graphWrites": typical["graphWrites"],
         "longestChain": chain_length,
         "longestChainRequests": typical["chain"],
@@ -106,7 +113,8 @@ async def run(ctx: Context) -> dict[str, Any]:
         },
     }
     print(
-        f"[1] critical path: {result['graphRequests']} Graph + {result['keyVaultRequests']} Key Vault requests, "
+        f"[1] critical path: {result['graphRequests']} Graph + {result['keyVaultRequests']} Key Vault + "
+        f"{result['storageRequests']} Storage (lease) requests, "
         f"longest chain {chain_length} round trips (goal <= {bound + 1}: lower bound {bound} + 1), "
         f"end to end {result['endToEndMs']} ms (lower bound {bound * LATENCY_MS} ms at {LATENCY_MS} ms/round trip); "
         f"cold first registration {result['cold']['endToEndMs']} ms with {len(token_requests)} token requests"

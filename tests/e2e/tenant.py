@@ -59,7 +59,11 @@ class Tenant:
         return {v["tags"].get("keyId") for v in self.enabled_versions(name)}
 
     def orphans(self, unique_name: str) -> list[dict[str, Any]]:
-        """Credentials the service created whose value is in no enabled Key Vault version."""
+        """Credentials the service created whose value is in no enabled Key Vault version
+        (none when no application of the name exists)."""
+        apps = self.apps(unique_name)
+        if not apps:
+            return []
         app = self.app(unique_name)
         stored = self.stored_key_ids(f"app-{unique_name}")
         return [

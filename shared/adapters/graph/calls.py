@@ -130,51 +130,53 @@ class GraphCalls:
                 fencing.check_writes()  # after the pacer's wait: the lease may have lapsed in it
             try:
                 return await call()
-            except Exception as error:  # classified below; nothing escapes unmapped
+            except Exception as error:  # classified below, outside this block; nothing escapes unmapped
                 info = odata_error(error)
-                if info is None:
-                    if is_transport(error):
-                        if not idempotent:
-                            raise TransientError(
-                                "LostResponse", f"{what}: the connection dropped before Graph answered"
-                            ) from None
-                        attempt += 1
-                        lost_response = True
-                        if attempt >= self.retry.attempts:
-                            raise TransientError(
-                                "GraphUnreachable", f"{what}: {type(error).__name__}"
-                            ) from None
-                        await asyncio.sleep(self.retry.backoff(attempt))
-                        continue
-                    if is_auth_failure(error):
-                        raise TransientError("TokenUnavailable", f"{what}: no Graph token: {error}") from None
+                if info is None and not is_transport(error) and not is_auth_failure(error):
                     raise
-                status, code, message, retry_after = info
-                if status in (429, 503, 504) or (idempotent and status in RETRYABLE_STATUS):
-                    attempt += 1
-                    if attempt >= self.retry.attempts:
-                        raise classify(status, code, message, what) from None
-                    wait = retry_after if retry_after is not None else self.retry.backoff(attempt)
-                    if status == 429 and write:
-                        self.pacer.pause(wait)
-                    log.info("graph.retry", extra={"what": what, "status": status, "wait": round(wait, 2)})
-                    await asyncio.sleep(wait)
-                    continue
-                if dependent and is_replication_error(status, code, message):
-                    replication_tries += 1
-                    if replication_tries >= self.retry.replication_attempts:
-                        raise classify(status, code, message, what, dependent) from None
-                    await asyncio.sleep(self.retry.backoff(replication_tries))
-                    continue
-                failure = classify(status, code, message, what, dependent)
-                if isinstance(failure, PermissionDenied):
-                    failure = PermissionDenied(
-                        failure.code,
-                        f"{what}: the service identity needs {needs}; Graph answered {status} {code}: {message}",
+                transport = info is None and is_transport(error)
+                failure_text = f"{type(error).__name__}" if transport else str(error)
+            # Decided here, after the ``except`` block, so that no error raised below keeps the
+            # SDK's exception (and the request it failed on) as its ``__context__``.
+            if info is None:
+                if not transport:
+                    raise TransientError("TokenUnavailable", f"{what}: no Graph token: {failure_text}")
+                if not idempotent:
+                    raise TransientError(
+                        "LostResponse", f"{what}: the connection dropped before Graph answered"
                     )
-                if isinstance(failure, ServiceError):
-                    failure.after_lost_response = lost_response
-                raise failure from None
+                attempt += 1
+                lost_response = True
+                if attempt >= self.retry.attempts:
+                    raise TransientError("GraphUnreachable", f"{what}: {failure_text}")
+                await asyncio.sleep(self.retry.backoff(attempt))
+                continue
+            status, code, message, retry_after = info
+            if status in (429, 503, 504) or (idempotent and status in RETRYABLE_STATUS):
+                attempt += 1
+                if attempt >= self.retry.attempts:
+                    raise classify(status, code, message, what)
+                wait = retry_after if retry_after is not None else self.retry.backoff(attempt)
+                if status == 429 and write:
+                    self.pacer.pause(wait)
+                log.info("graph.retry", extra={"what": what, "status": status, "wait": round(wait, 2)})
+                await asyncio.sleep(wait)
+                continue
+            if dependent and is_replication_error(status, code, message):
+                replication_tries += 1
+                if replication_tries >= self.retry.replication_attempts:
+                    raise classify(status, code, message, what, dependent)
+                await asyncio.sleep(self.retry.backoff(replication_tries))
+                continue
+            failure = classify(status, code, message, what, dependent)
+            if isinstance(failure, PermissionDenied):
+                failure = PermissionDenied(
+                    failure.code,
+                    f"{what}: the service identity needs {needs}; Graph answered {status} {code}: {message}",
+                )
+            if isinstance(failure, ServiceError):
+                failure.after_lost_response = lost_response
+            raise failure
 
     async def upsert(self, what: str, call: Callable[[], Awaitable[T]], dependent: bool = False) -> T:
         """An upsert by alternate key, which a concurrent upsert of the same key can beat to the
