@@ -76,7 +76,8 @@ def point_service_at(emulator: RunningEmulator) -> None:
 
 
 def service_client_body(unique_name: str, request_id: str, *, lifetime: str = "P6M") -> dict[str, Any]:
-    """A service client with one delegated and one application permission, consent and a secret."""
+    """A service client with one delegated and one application permission, consent, a secret
+    and FHIR Data Reader on the emulator's FHIR service."""
     return {
         "schemaVersion": 1,
         "requestId": request_id,
@@ -93,6 +94,7 @@ def service_client_body(unique_name: str, request_id: str, *, lifetime: str = "P
         ],
         "grantAdminConsent": True,
         "credential": {"type": "secret", "description": "bench", "lifetime": lifetime},
+        "dataAccess": [{"service": "fhir", "roles": ["FHIR Data Reader"]}],
     }
 
 
@@ -100,8 +102,9 @@ def service_client_body(unique_name: str, request_id: str, *, lifetime: str = "P
 
 
 def platform_requests(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Graph, Key Vault and Storage (the lease) requests (token requests are counted apart)."""
-    return [e for e in entries if e["service"] in ("graph", "keyvault", "storage")]
+    """Graph, Key Vault, Storage (the lease) and Resource Manager (data roles) requests (token
+    requests are counted apart)."""
+    return [e for e in entries if e["service"] in ("graph", "keyvault", "storage", "arm")]
 
 
 def longest_chain(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """Scenario 1: the critical path of one registration.
 
 A service client with a delegated and an application permission on Microsoft Graph, admin
-consent and a secret. From the emulator's request log: how many Graph, Key Vault and Storage
-(the application's lease) requests,
+consent, a secret and a FHIR data role. From the emulator's request log: how many Graph, Key
+Vault, Storage (the application's lease) and Resource Manager (the data role) requests,
 the longest chain of requests that ran one after another, and the end-to-end latency, beside
 the lower bound that the platform's own dependencies force. Token requests are counted apart:
 the token cache is warmed by one registration first, whose token requests are reported.
@@ -27,7 +27,8 @@ from bench.common import (
 # What must happen before what, whatever the code does (platform-facts.md): the permission ids
 # are resolved before the application that names them is written; the application exists
 # before its service principal and its password; the service principal before consent; the
-# secret's value before the vault write. The application's lease (shared.services.exclusive) is
+# secret's value before the vault write; the service principal before its role assignment.
+# The application's lease (shared.services.exclusive) is
 # held before its first write and given back after its last. Steps with no path between them
 # can run concurrently.
 DEPENDENCIES: dict[str, tuple[str, ...]] = {
@@ -36,9 +37,14 @@ DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "upsert application": ("take the application's lease", "resolve permission ids (one GET per API)"),
     "upsert service principal": ("upsert application",),
     "consent (grant and app role assignment)": ("upsert service principal",),
+    "assign the data role (Resource Manager)": ("upsert service principal",),
     "addPassword": ("upsert application",),
     "store the secret in Key Vault": ("addPassword",),
-    "release the lease": ("consent (grant and app role assignment)", "store the secret in Key Vault"),
+    "release the lease": (
+        "consent (grant and app role assignment)",
+        "assign the data role (Resource Manager)",
+        "store the secret in Key Vault",
+    ),
 }
 
 
@@ -80,6 +86,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 "graph": sum(1 for e in requests if e["service"] == "graph"),
                 "keyvault": sum(1 for e in requests if e["service"] == "keyvault"),
                 "storage": sum(1 for e in requests if e["service"] == "storage"),
+                "arm": sum(1 for e in requests if e["service"] == "arm"),
                 "graphWrites": sum(
                     1 for e in requests if e["service"] == "graph" and e["method"] in ("POST", "PATCH")
                 ),
@@ -96,6 +103,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         "graphRequests": typical["graph"],
         "keyVaultRequests": typical["keyvault"],
         "storageRequests": typical["storage"],
+        "resourceManagerRequests": typical["arm"],
         "graphWrites": typical["graphWrites"],
         "longestChain": chain_length,
         "longestChainRequests": typical["chain"],
@@ -114,7 +122,7 @@ async def run(ctx: Context) -> dict[str, Any]:
     }
     print(
         f"[1] critical path: {result['graphRequests']} Graph + {result['keyVaultRequests']} Key Vault + "
-        f"{result['storageRequests']} Storage (lease) requests, "
+        f"{result['storageRequests']} Storage (lease) + {result['resourceManagerRequests']} Resource Manager requests, "
         f"longest chain {chain_length} round trips (goal <= {bound + 1}: lower bound {bound} + 1), "
         f"end to end {result['endToEndMs']} ms (lower bound {bound * LATENCY_MS} ms at {LATENCY_MS} ms/round trip); "
         f"cold first registration {result['cold']['endToEndMs']} ms with {len(token_requests)} token requests"

@@ -82,7 +82,7 @@ def markdown(document: dict[str, Any]) -> str:
                 "1",
                 "Critical path of one registration",
                 f"{c['graphRequests']} Graph + {c['keyVaultRequests']} Key Vault + {c.get('storageRequests', 0)} "
-                f"Storage (lease) requests; longest chain "
+                f"Storage (lease) + {c.get('resourceManagerRequests', 0)} Resource Manager requests; longest chain "
                 f"**{c['longestChain']}** round trips; {c['endToEndMs']} ms end to end (lower bound "
                 f"{c['lowerBoundRoundTrips']} round trips = {c['lowerBoundMs']} ms); {c['warmTokenRequests']} token "
                 f"requests warm, {c['cold']['tokenRequests']} cold",

@@ -1,7 +1,8 @@
 """The control plane for tests, under ``/_emulator/``: admin identity only.
 
 reset, snapshot, the clock, bulk seeding, the request log, fault rules, the tenant's
-app-management policy, the secret values issued (for the leak detector) and the blob leases.
+app-management policy, the secret values issued (for the leak detector), the blob leases, every
+Azure role assignment (live and deleted) and the data planes' RBAC propagation delay.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class ControlPlane:
             Route("/_emulator/policy", self.policy, methods=["GET", "PUT"]),
             Route("/_emulator/secrets", self.secrets, methods=["GET"]),
             Route("/_emulator/leases", self.leases, methods=["GET"]),
+            Route("/_emulator/role-assignments", self.role_assignments, methods=["GET"]),
+            Route("/_emulator/rbac", self.rbac, methods=["GET", "PUT"]),
         ]
 
     def _admin(self, request: Request) -> None:
@@ -246,3 +249,23 @@ class ControlPlane:
         """Every blob's lease: {"container/blob": {"state", "until"}} on the emulator clock."""
         self._admin(request)
         return JSONResponse(self.platform.storage.leases())
+
+    async def role_assignments(self, request: Request) -> JSONResponse:
+        """Every Azure role assignment: ``value`` as ARM returns them, ``deleted`` with their
+        ``deletedOn`` (the data planes honour them until the propagation delay has passed)."""
+        self._admin(request)
+        return JSONResponse(self.platform.arm.describe())
+
+    async def rbac(self, request: Request) -> JSONResponse:
+        """``{"propagationSeconds": n}``: how long role assignment changes take to reach the
+        FHIR and DICOM data planes (emulator clock; default 300, back to it on reset)."""
+        self._admin(request)
+        arm = self.platform.arm
+        if request.method == "PUT":
+            body = await self._json(request)
+            unknown = set(body) - {"propagationSeconds"}
+            seconds = body.get("propagationSeconds")
+            if unknown or not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 0:
+                raise _bad("expected {'propagationSeconds': <seconds, 0 or more>}")
+            arm.propagation_seconds = seconds
+        return JSONResponse({"propagationSeconds": arm.propagation_seconds})

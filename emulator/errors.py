@@ -5,6 +5,13 @@ Key Vault: ``{"error": {"code", "message"}}``, plus ``"innererror": {"code"}`` w
 service names a finer cause (``ObjectIsDeletedButRecoverable``, ``SecretDisabled``).
 Storage: XML ``<Error><Code/><Message/></Error>``, the code also in ``x-ms-error-code``.
 Identity platform: OAuth2 ``error`` / ``error_description`` / ``error_codes``.
+Resource Manager: ``{"error": {"code", "message"}}`` with ``x-ms-request-id`` and
+``x-ms-correlation-request-id``.
+FHIR service: an ``OperationOutcome`` (``application/fhir+json``) whose one issue has severity
+``error``, the FHIR issue type as ``code`` (``login``, ``forbidden``, ``not-found`` ...) and the
+message as ``diagnostics``.
+DICOM service: the message as plain text, as the DICOM server's exception filter writes it
+(an empty body for a 401, as ASP.NET's bearer challenge leaves it).
 """
 
 from __future__ import annotations
@@ -17,10 +24,15 @@ from xml.sax.saxutils import escape
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-Service = Literal["graph", "keyvault", "identity", "storage", "control"]
+Service = Literal["graph", "keyvault", "identity", "storage", "control", "arm", "fhir", "dicom"]
 
 # The blob service's path prefix: the account, path-style as Azurite serves it (emulator.storage).
 STORAGE_PREFIX = "/devstoreaccount1/"
+# Resource Manager's paths (emulator.arm), and the FHIR and DICOM services' (emulator.healthdata):
+# a path prefix stands for each service's own host.
+ARM_PREFIX = "/subscriptions/"
+FHIR_PREFIX = "/fhir/"
+DICOM_PREFIX = "/dicom/"
 
 
 class PlatformError(Exception):
@@ -56,6 +68,12 @@ def service_of(path: str) -> Service:
         return "control"
     if path.startswith(STORAGE_PREFIX):
         return "storage"
+    if path.startswith(ARM_PREFIX):
+        return "arm"
+    if path.startswith(FHIR_PREFIX):
+        return "fhir"
+    if path.startswith(DICOM_PREFIX):
+        return "dicom"
     return "identity"
 
 
@@ -69,11 +87,13 @@ def error_body(
     error_codes: list[int] | None = None,
     inner_code: str | None = None,
 ) -> dict[str, Any]:
-    if service == "keyvault":
+    if service in ("keyvault", "arm"):
         error: dict[str, Any] = {"code": code, "message": message}
         if inner_code:
             error["innererror"] = {"code": inner_code}
         return {"error": error}
+    if service == "fhir":
+        return operation_outcome(code, message, request_id)
     if service == "identity":
         now = dt.datetime.now(dt.UTC)
         return {
@@ -98,6 +118,29 @@ def error_body(
     }
 
 
+def operation_outcome(code: str, diagnostics: str, request_id: str) -> dict[str, Any]:
+    """A FHIR R4 OperationOutcome with one error issue (``code``: a FHIR issue type)."""
+    return {
+        "resourceType": "OperationOutcome",
+        "id": request_id,
+        "meta": {"lastUpdated": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")},
+        "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}],
+    }
+
+
+def service_headers(service: Service, request_id: str) -> dict[str, str]:
+    """The request-id headers each service answers with."""
+    if service in ("keyvault", "storage"):
+        return {"x-ms-request-id": request_id}
+    if service == "arm":
+        return {"x-ms-request-id": request_id, "x-ms-correlation-request-id": request_id}
+    if service == "fhir":
+        return {"X-Request-Id": request_id}
+    if service == "dicom":
+        return {"x-ms-request-id": request_id}
+    return {}
+
+
 def request_id_of(request: Request) -> str:
     rid = request.scope.get("state", {}).get("request_id")
     return rid if isinstance(rid, str) else str(uuid.uuid4())
@@ -118,6 +161,10 @@ def render(request: Request, exc: Exception) -> Response:
         xml = b"" if request.method == "HEAD" else storage_error_xml(exc.code, exc.message, rid)
         headers = {"x-ms-request-id": rid, "x-ms-error-code": exc.code, **exc.headers}
         return Response(xml, status_code=exc.status, headers=headers, media_type="application/xml")
+    if exc.service == "dicom":
+        text = b"" if request.method == "HEAD" or exc.status == 401 else exc.message.encode()
+        headers = {"request-id": rid, **service_headers("dicom", rid), **exc.headers}
+        return Response(text, status_code=exc.status, headers=headers, media_type="text/plain")
     body = error_body(
         exc.service,
         exc.status,
@@ -128,7 +175,6 @@ def render(request: Request, exc: Exception) -> Response:
         exc.error_codes,
         exc.inner_code,
     )
-    headers = {"request-id": rid, **exc.headers}
-    if exc.service == "keyvault":
-        headers["x-ms-request-id"] = rid
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+    headers = {"request-id": rid, **service_headers(exc.service, rid), **exc.headers}
+    media_type = "application/fhir+json" if exc.service == "fhir" else None
+    return JSONResponse(body, status_code=exc.status, headers=headers, media_type=media_type)

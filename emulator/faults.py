@@ -26,7 +26,7 @@ from typing import Any, Literal
 import jwt
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emulator.errors import Service, error_body, service_of, storage_error_xml
+from emulator.errors import Service, error_body, service_headers, service_of, storage_error_xml
 
 RuleKind = Literal["status", "lost-response", "latency", "replication-lag", "write-quota"]
 
@@ -47,6 +47,30 @@ _STATUS_CODES: dict[tuple[str, int], tuple[str, str]] = {
         "ServerBusy",
         "The server is currently unable to receive requests. Please retry your request.",
     ),
+    # Resource Manager (learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling)
+    ("arm", 429): (
+        "TooManyRequests",
+        "Number of requests exceeded the limit for the time interval. Please try again after the "
+        "number of seconds in Retry-After. See https://aka.ms/arm-throttling",
+    ),
+    ("arm", 500): ("InternalServerError", "Encountered internal server error. Please try again later."),
+    ("arm", 503): ("ServiceUnavailable", "The service is currently unavailable. Please try again later."),
+    ("arm", 504): (
+        "GatewayTimeout",
+        "The gateway did not receive a response from 'Microsoft.Authorization' within the specified "
+        "time period.",
+    ),
+    # FHIR: an OperationOutcome issue type; DICOM: a plain-text message
+    ("fhir", 429): ("throttled", "The request was throttled. Retry after the time in Retry-After."),
+    ("fhir", 500): ("exception", "An unexpected error occurred."),
+    ("fhir", 503): ("transient", "The service is temporarily unavailable."),
+    ("dicom", 429): ("throttled", "Too many requests."),
+    ("dicom", 500): ("exception", "An internal error occurred."),
+    ("dicom", 503): (
+        "transient",
+        "The server is currently unable to receive requests. Please retry your request. If the "
+        "issue persists, please contact support.",
+    ),
     ("identity", 429): ("temporarily_unavailable", "AADSTS50196: The server is throttling this client."),
     ("identity", 500): ("server_error", "AADSTS90033: A transient error has occurred."),
     ("identity", 503): ("temporarily_unavailable", "AADSTS90033: A transient error has occurred."),
@@ -63,7 +87,7 @@ class Rule:
     first ``times`` matching requests, or on every match, each subject to ``probability``."""
 
     kind: RuleKind
-    service: Literal["graph", "keyvault", "identity", "storage", "any"] = "any"
+    service: Literal["graph", "keyvault", "identity", "storage", "arm", "fhir", "dicom", "any"] = "any"
     method: str | None = None
     path: str | None = None
     probability: float = 1.0
@@ -270,14 +294,19 @@ async def _send_error(
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": xml})
         return
-    body = json.dumps(
-        error_body(service, status, code or default_code, message or default_message, request_id)
-    ).encode()
+    if service == "dicom":
+        body, content_type = (message or default_message).encode(), b"text/plain; charset=utf-8"
+    else:
+        body = json.dumps(
+            error_body(service, status, code or default_code, message or default_message, request_id)
+        ).encode()
+        content_type = b"application/fhir+json" if service == "fhir" else b"application/json"
+    extra = {"x-ms-request-id": request_id, **service_headers(service, request_id)}
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
         (b"request-id", request_id.encode()),
-        (b"x-ms-request-id", request_id.encode()),
+        *((k.lower().encode(), v.encode()) for k, v in extra.items()),
     ]
     if retry_after is not None:
         headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))

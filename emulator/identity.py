@@ -5,6 +5,12 @@ application and ``startDateTime <= now < endDateTime`` on the emulator clock. To
 RS256 JWTs signed with a key published at the tenant's JWKS endpoint; for Microsoft Graph
 they carry in ``roles`` the app roles the client's service principal was granted
 (appRoleAssignedTo). Token lifetimes run on real time (see emulator.clock).
+
+Tokens are issued for a resource with a service principal in the tenant, or for one of
+``IdentityPlatform.resources``: Azure's own resources (Key Vault, Storage, Resource Manager,
+DICOM) and the URL of each seeded FHIR service (a FHIR service's audience is its URL).
+Each emulated service checks a token with ``verify`` and answers a ``TokenRejected`` in its
+own wire format; ``authenticate`` does that for Graph, Key Vault and Storage.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
 
 import jwt
@@ -32,8 +38,11 @@ if TYPE_CHECKING:
 GRAPH_AUDIENCES = ("https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000")
 VAULT_AUDIENCE = "https://vault.azure.net"
 STORAGE_AUDIENCE = "https://storage.azure.com"
-# Resources with no service principal in the tenant that tokens may still be issued for.
-AZURE_RESOURCES = (VAULT_AUDIENCE, STORAGE_AUDIENCE)
+MANAGEMENT_AUDIENCE = "https://management.azure.com"
+DICOM_AUDIENCE = "https://dicom.healthcareapis.azure.com"
+# Resources with no service principal in the tenant that tokens may still be issued for (the
+# platform adds its FHIR services' URLs to ``IdentityPlatform.resources``).
+AZURE_RESOURCES = (VAULT_AUDIENCE, STORAGE_AUDIENCE, MANAGEMENT_AUDIENCE, DICOM_AUDIENCE)
 TOKEN_LIFETIME_SECONDS = 3599
 
 
@@ -47,6 +56,18 @@ class Principal:
 
     def has_any(self, *roles: str) -> bool:
         return any(role in self.roles for role in roles)
+
+
+class TokenRejected(Exception):
+    """Why a request's bearer token was refused; each service words the 401 its own way.
+    ``claims`` are the token's claims read without verification (empty if unreadable)."""
+
+    def __init__(
+        self, reason: Literal["missing", "expired", "audience", "invalid"], claims: dict[str, Any]
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.claims = claims
 
 
 def _b64url_uint(value: int) -> str:
@@ -87,6 +108,8 @@ class IdentityPlatform:
         self.clock = clock
         self.directory = directory
         self.key = SigningKey()
+        # resources without a service principal that tokens may be issued for
+        self.resources: set[str] = set(AZURE_RESOURCES)
 
     # -- endpoints ----------------------------------------------------------------------
 
@@ -216,7 +239,7 @@ class IdentityPlatform:
                 ),
                 None,
             )
-        if resource_sp is None and resource not in AZURE_RESOURCES:
+        if resource_sp is None and resource not in self.resources:
             raise _identity_error(
                 400,
                 "invalid_resource",
@@ -255,8 +278,40 @@ class IdentityPlatform:
 
     # -- verification -------------------------------------------------------------------
 
+    def verify(self, request: Request, audiences: tuple[str, ...]) -> Principal:
+        """The caller of ``request`` if it bears a valid token for one of ``audiences``, else
+        ``TokenRejected``."""
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("bearer "):
+            raise TokenRejected("missing", {})
+        token = header[7:].strip()
+        try:
+            claims = jwt.decode(
+                token,
+                self.key.private_key.public_key(),
+                algorithms=["RS256"],
+                audience=list(audiences),
+                issuer=self._issuer(),
+            )
+        except jwt.PyJWTError as exc:
+            try:
+                unverified = jwt.decode(token, options={"verify_signature": False})
+            except jwt.PyJWTError:
+                unverified = {}
+            if isinstance(exc, jwt.ExpiredSignatureError):
+                raise TokenRejected("expired", unverified) from None
+            if isinstance(exc, jwt.InvalidAudienceError):
+                raise TokenRejected("audience", unverified) from None
+            raise TokenRejected("invalid", unverified) from None
+        return Principal(
+            app_id=claims["appid"],
+            service_principal_id=claims["oid"],
+            roles=frozenset(claims.get("roles", [])),
+        )
+
     def authenticate(self, request: Request, audiences: tuple[str, ...]) -> Principal:
-        """The caller of ``request``, or a 401 in the wire format of the service asked."""
+        """The caller of ``request``, or a 401 in the wire format of the service asked
+        (Graph, Key Vault or Storage)."""
         service = (
             "keyvault"
             if VAULT_AUDIENCE in audiences
@@ -264,8 +319,11 @@ class IdentityPlatform:
             if STORAGE_AUDIENCE in audiences
             else "graph"
         )
-        header = request.headers.get("authorization", "")
-        if not header.lower().startswith("bearer "):
+        try:
+            return self.verify(request, audiences)
+        except TokenRejected as rejected:
+            reason = rejected.reason
+        if reason == "missing":
             if service == "keyvault":
                 raise self.vault_challenge(
                     "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token."
@@ -277,42 +335,26 @@ class IdentityPlatform:
                     "the www-authenticate header.",
                 )
             raise PlatformError(401, "InvalidAuthenticationToken", "Access token is empty.")
-        try:
-            claims = jwt.decode(
-                header[7:].strip(),
-                self.key.private_key.public_key(),
-                algorithms=["RS256"],
-                audience=list(audiences),
-                issuer=self._issuer(),
-            )
-        except jwt.ExpiredSignatureError:
+        if reason == "expired":
             if service == "keyvault":
-                raise self.vault_challenge(
-                    "Unauthorized", "AKV10032: Invalid issuer or token expired."
-                ) from None
+                raise self.vault_challenge("Unauthorized", "AKV10032: Invalid issuer or token expired.")
             if service == "storage":
                 raise self.storage_challenge(
                     "InvalidAuthenticationInfo",
                     "Server failed to authenticate the request. The token is expired.",
-                ) from None
+                )
             raise PlatformError(
                 401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired."
-            ) from None
-        except jwt.PyJWTError:
-            if service == "keyvault":
-                raise self.vault_challenge("Unauthorized", "AKV10022: Invalid audience or token.") from None
-            if service == "storage":
-                raise self.storage_challenge(
-                    "InvalidAuthenticationInfo",
-                    "Server failed to authenticate the request. Invalid audience.",
-                ) from None
-            raise PlatformError(
-                401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience."
-            ) from None
-        return Principal(
-            app_id=claims["appid"],
-            service_principal_id=claims["oid"],
-            roles=frozenset(claims.get("roles", [])),
+            )
+        if service == "keyvault":
+            raise self.vault_challenge("Unauthorized", "AKV10022: Invalid audience or token.")
+        if service == "storage":
+            raise self.storage_challenge(
+                "InvalidAuthenticationInfo",
+                "Server failed to authenticate the request. Invalid audience.",
+            )
+        raise PlatformError(
+            401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience."
         )
 
     def storage_challenge(self, code: str, message: str) -> PlatformError:

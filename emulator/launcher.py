@@ -98,6 +98,15 @@ class AdminClient:
     def issued_secrets(self) -> list[str]:
         return list(self.request("GET", "/_emulator/secrets").json()["values"])
 
+    def role_assignments(self) -> dict[str, Any]:
+        """Every Azure role assignment: {"propagationSeconds", "value": [...], "deleted": [...]}."""
+        result: dict[str, Any] = self.request("GET", "/_emulator/role-assignments").json()
+        return result
+
+    def rbac_propagation(self, seconds: int) -> None:
+        """How long role assignment changes take to reach the FHIR and DICOM data planes."""
+        self.request("PUT", "/_emulator/rbac", json={"propagationSeconds": seconds})
+
     def graph(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A raw Graph call as the admin (for inspection; the service uses msgraph-sdk)."""
         headers = {**kwargs.pop("headers", {}), **self._auth()}

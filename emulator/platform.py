@@ -1,17 +1,22 @@
-"""The emulated platform's whole state: one tenant, one key vault, one storage account, one clock, the fault
-engine and the request log. Handlers reach everything through ``Platform``."""
+"""The emulated platform's whole state: one tenant, one key vault, one storage account, one Azure
+subscription (Resource Manager's role assignments; the Health Data Services workspace's FHIR and
+DICOM services), one clock, the fault engine and the request log. Handlers reach everything
+through ``Platform``."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
+from emulator.arm import ResourceManager
 from emulator.clock import Clock
 from emulator.directory import Directory
 from emulator.faults import FaultEngine
-from emulator.identity import IdentityPlatform
+from emulator.healthdata import HealthService
+from emulator.identity import MANAGEMENT_AUDIENCE, IdentityPlatform
 from emulator.keyvault import Vault
-from emulator.seed import Seeded, new_client_secret, seed
+from emulator.seed import SUBSCRIPTION_ID, AzureSeed, Seeded, new_client_secret, seed, seed_azure
 from emulator.storage import ACCOUNT, Storage
 
 
@@ -35,9 +40,16 @@ class Platform:
         self.storage = Storage(self.clock)
         # Tenant app-management policy: {"maxSecretLifetime": "P90D" | None, "secretsAllowed": bool}
         self.policy: dict[str, Any] = {"maxSecretLifetime": None, "secretsAllowed": True}
+        # Azure Resource Manager (role assignments) and the Health Data Services data planes
+        self.arm = ResourceManager(self.clock, self.directory, self.tenant_id, SUBSCRIPTION_ID)
+        self.azure: AzureSeed = seed_azure(self.arm, self.seeded)
+        self.fhir = HealthService.of("fhir", base_url, self.azure.fhir)
+        self.dicom = HealthService.of("dicom", base_url, self.azure.dicom)
+        self.identity.resources.add(self.fhir.url)
 
     def reset(self) -> None:
-        """Back to the seeded tenant and an empty vault; the identities keep their secrets."""
+        """Back to the seeded tenant, an empty vault and the seeded subscription (its role
+        assignments, the default propagation delay); the identities keep their secrets."""
         self.issued_secrets |= set(self.directory.secret_values.values()) | set(self.vault.issued_values())
         self.clock.reset()
         self.faults.reset()
@@ -46,6 +58,8 @@ class Platform:
         self.vault = Vault(self.clock)
         self.storage = Storage(self.clock)
         self.policy = {"maxSecretLifetime": None, "secretsAllowed": True}
+        self.arm = ResourceManager(self.clock, self.directory, self.tenant_id, SUBSCRIPTION_ID)
+        self.azure = seed_azure(self.arm, self.seeded)
 
     def settings(self, ca_file: str) -> dict[str, str]:
         """The app settings the function app needs to run against this emulator, plus the
@@ -58,6 +72,15 @@ class Platform:
             "GRAPH_BASE_URL": f"{self.base_url}/v1.0",
             "KEY_VAULT_URL": f"{self.base_url}/",
             "AzureWebJobsStorage__blobServiceUri": f"{self.base_url}/{ACCOUNT}",
+            "RESOURCE_MANAGER_URL": self.base_url,
+            "RESOURCE_MANAGER_AUDIENCE": MANAGEMENT_AUDIENCE,
+            "HEALTH_DATA_SERVICES": json.dumps(
+                {
+                    "fhir": {"resourceId": self.fhir.resource_id, "url": self.fhir.url},
+                    "dicom": {"resourceId": self.dicom.resource_id, "url": self.dicom.url},
+                },
+                separators=(",", ":"),
+            ),
             "PLATFORM_CA_FILE": ca_file,
             "EMULATOR_URL": self.base_url,
             "EMULATOR_ADMIN_CLIENT_ID": self.seeded.admin.app_id,

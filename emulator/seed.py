@@ -1,5 +1,10 @@
 """The seeded tenant: Microsoft's first-party resources the service asks permissions of,
-a few users, the service's own identity (least privilege) and an admin identity for tests.
+a few users, the service's own identity (least privilege) and an admin identity for tests;
+and the seeded Azure subscription (``seed_azure``): resource group ``rg-health`` with a Health
+Data Services workspace ``healthws``, its FHIR service ``fhir01`` and DICOM service
+``dicom01``; the service identity holds Role Based Access Control Administrator on the
+workspace, constrained to the nine FHIR and DICOM data roles, and the admin identity holds
+Owner on the subscription.
 
 App role and scope ids of Microsoft Graph are the documented ones
 (learn.microsoft.com/graph/permissions-reference); the service resolves ids by name at run
@@ -13,6 +18,14 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
+from emulator.arm import (
+    HEALTH_DATA_ROLES,
+    OWNER,
+    RBAC_ADMINISTRATOR,
+    Condition,
+    ResourceManager,
+    constrained_delegation_condition,
+)
 from emulator.clock import iso
 from emulator.directory import Directory, Json
 
@@ -243,3 +256,56 @@ def seed(directory: Directory, service_secret: str, admin_secret: str) -> Seeded
     service = _client(directory, "entra-app-registration-service", service_secret, SERVICE_ROLES, graph_sp)
     admin = _client(directory, "emulator-admin", admin_secret, ADMIN_ROLES, graph_sp)
     return Seeded(service=service, admin=admin)
+
+
+# -- the Azure subscription ------------------------------------------------------------------------
+
+SUBSCRIPTION_ID = stable_id("subscription:health")
+RESOURCE_GROUP = "rg-health"
+HEALTH_WORKSPACE = "healthws"
+FHIR_SERVICE = "fhir01"
+DICOM_SERVICE = "dicom01"
+
+
+@dataclass(frozen=True)
+class AzureSeed:
+    """The seeded resources' ids and the seeded role assignments' names."""
+
+    subscription: str
+    resource_group: str
+    workspace: str
+    fhir: str
+    dicom: str
+    service_assignment: str
+    admin_assignment: str
+
+
+def seed_azure(arm: ResourceManager, seeded: Seeded) -> AzureSeed:
+    """Fill an empty Resource Manager: the scopes, and the two identities' role assignments."""
+    subscription = arm.add_scope(f"/subscriptions/{arm.subscription_id}")
+    group = arm.add_scope(f"{subscription}/resourceGroups/{RESOURCE_GROUP}")
+    workspace = arm.add_scope(f"{group}/providers/Microsoft.HealthcareApis/workspaces/{HEALTH_WORKSPACE}")
+    fhir = arm.add_scope(f"{workspace}/fhirservices/{FHIR_SERVICE}")
+    dicom = arm.add_scope(f"{workspace}/dicomservices/{DICOM_SERVICE}")
+    service_assignment = stable_id("roleassignment:service:rbac-administrator")
+    arm.put(
+        scope=workspace,
+        name=service_assignment,
+        role_id=RBAC_ADMINISTRATOR,
+        principal_id=seeded.service.service_principal_id,
+        principal_type="ServicePrincipal",
+        caller=None,
+        description="The service may assign and remove only the FHIR and DICOM data roles.",
+        condition=Condition.parse(constrained_delegation_condition(HEALTH_DATA_ROLES)),
+        condition_version="2.0",
+    )
+    admin_assignment = stable_id("roleassignment:admin:owner")
+    arm.put(
+        scope=subscription,
+        name=admin_assignment,
+        role_id=OWNER,
+        principal_id=seeded.admin.service_principal_id,
+        principal_type="ServicePrincipal",
+        caller=None,
+    )
+    return AzureSeed(subscription, group, workspace, fhir, dicom, service_assignment, admin_assignment)

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from emulator import graph, keyvault, storage, tls
+from emulator import arm, graph, healthdata, keyvault, storage, tls
 from emulator.control import ControlPlane
 from emulator.errors import PlatformError, render, service_of
 from emulator.faults import FaultMiddleware
@@ -24,6 +24,10 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     service = service_of(request.url.path)
     if service == "graph":
         error = PlatformError(400, "BadRequest", f"Resource not found for the segment '{request.url.path}'.")
+    elif service == "fhir":
+        error = PlatformError(404, "not-found", "The requested route was not found.", service="fhir")
+    elif service == "dicom":
+        error = PlatformError(404, "NotFound", "The specified resource cannot be found.", service="dicom")
     else:
         error = PlatformError(404, "NotFound", "The requested resource was not found.", service=service)
     return render(request, error)
@@ -35,7 +39,9 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
         request,
         PlatformError(
             405,
-            "Request_BadRequest" if service == "graph" else "BadRequest",
+            {"graph": "Request_BadRequest", "fhir": "not-supported", "arm": "MethodNotAllowed"}.get(
+                service, "BadRequest"
+            ),
             f"The HTTP method '{request.method}' is not allowed.",
             service=service,
         ),
@@ -49,6 +55,8 @@ def build_app(platform: Platform) -> ASGIApp:
             *graph.routes(platform),
             *keyvault.routes(platform.base_url, platform.identity, lambda: platform.vault),
             *storage.routes(platform.identity, lambda: platform.storage),
+            *arm.routes(platform.identity, lambda: platform.arm),
+            *healthdata.routes(platform.identity, lambda: platform.arm, (platform.fhir, platform.dicom)),
             *platform.identity.routes(),
         ],
         exception_handlers={PlatformError: render, 404: _not_found, 405: _method_not_allowed},

@@ -5,7 +5,9 @@ Starts the emulator, sends each request in samples/ through the real registratio
 reply and proves the secret stored in Key Vault authenticates; then advances the emulator's
 clock past the rotation window, runs the rotation scheduler and the rotation function as the
 host would, shows the new credential and Key Vault version, and after the grace period the
-retirement of the old one. Secret values are never printed.
+retirement of the old one. A client given data roles reads its FHIR and DICOM services with
+a token got with the stored secret (403 until Azure RBAC applies the roles, 200 after), and
+no longer once decommissioned. Secret values are never printed.
 """
 
 from __future__ import annotations
@@ -81,14 +83,109 @@ async def authenticates(
         await credential.close()
 
 
+# Azure RBAC applies a new role assignment, or a removal, within minutes; the emulator's data
+# planes honour one 5 minutes (emulator clock) after the change.
+RBAC_PROPAGATION = "PT5M"
+DATA_READS = {"fhir": ("FHIR", "/Patient"), "dicom": ("DICOM", "/v2/studies")}
+
+
+async def data_plane_token(settings: dict[str, str], client_id: str, secret_name: str, scope: str) -> str:
+    """A token for a FHIR or DICOM service, got with the stored secret as a consumer gets it."""
+    from azure.identity.aio import ClientSecretCredential
+
+    from shared import bootstrap
+
+    value = await bootstrap.dependencies().vault.read(secret_name)
+    credential = ClientSecretCredential(
+        settings["AZURE_TENANT_ID"],
+        client_id,
+        value.reveal(),
+        authority=settings["AZURE_AUTHORITY_HOST"],
+        connection_verify=settings["PLATFORM_CA_FILE"],
+        disable_instance_discovery=True,
+    )
+    try:
+        return (await credential.get_token(scope)).token
+    finally:
+        await credential.close()
+
+
+async def read_data(settings: dict[str, str], token: str, access: dict[str, Any]) -> int:
+    """The status of a read on the service of one ``dataAccess`` reply entry: FHIR's
+    ``GET /Patient`` or DICOM's ``GET /v2/studies``."""
+    import httpx
+
+    kind = "fhir" if "/fhir/" in access["url"] or ".fhir." in access["url"] else "dicom"
+    async with httpx.AsyncClient(verify=settings["PLATFORM_CA_FILE"]) as http:
+        response = await http.get(
+            access["url"] + DATA_READS[kind][1], headers={"Authorization": f"Bearer {token}"}
+        )
+    return response.status_code
+
+
+def data_kind(access: dict[str, Any]) -> str:
+    return DATA_READS["fhir" if "/fhir/" in access["url"] or ".fhir." in access["url"] else "dicom"][0]
+
+
+async def data_access_demo(
+    emulator: RunningEmulator, app: dict[str, Any], secret_name: str, entries: list[dict[str, Any]]
+) -> dict[str, str]:
+    """Each service the client was given roles on: 403 until Azure RBAC applies them, then the
+    read a user wants. Returns the tokens got, by service, for the decommission to show."""
+    tokens = {}
+    for access in entries:
+        print(f"    data access  {access['service']}: {access['roles']} at {access['url']}")
+        print(f"                 token scope {access['scope']}")
+        tokens[access["service"]] = await data_plane_token(
+            emulator.settings, app["clientId"], secret_name, access["scope"]
+        )
+    for access in entries:
+        status = await read_data(emulator.settings, tokens[access["service"]], access)
+        print(f"    before the roles apply, {data_kind(access)} answers {status}")
+    emulator.admin.advance(RBAC_PROPAGATION)
+    print("    clock advanced 5 minutes (Azure RBAC applies role assignments within minutes)")
+    for access in entries:
+        status = await read_data(emulator.settings, tokens[access["service"]], access)
+        print(f"    the new client reads {data_kind(access)}: {'yes' if status == 200 else 'NO'} ({status})")
+    return tokens
+
+
+async def decommission_demo(
+    emulator: RunningEmulator, fns: dict[str, Any], reply: dict[str, Any], tokens: dict[str, str]
+) -> None:
+    """Decommission the client; its tokens, still unexpired, no longer read."""
+    app = reply["application"]
+    print(f"\n== decommission of {app['uniqueName']}")
+    request = {
+        "schemaVersion": 1,
+        "requestId": f"{reply['requestId']}-retire",
+        "action": "decommission",
+        "requestedBy": reply["requestedBy"],
+        "application": {
+            "uniqueName": app["uniqueName"],
+            "serviceManagementReference": app["serviceManagementReference"],
+        },
+    }
+    reply_binding = Output()
+    await fns["register_application"](message(json.dumps(request)), reply_binding)
+    answer = json.loads(reply_binding.get())
+    print(f"    {answer['status']}: removed {answer['removed']}")
+    emulator.admin.advance(RBAC_PROPAGATION)
+    for access in reply["dataAccess"]:
+        status = await read_data(emulator.settings, tokens[access["service"]], access)
+        print(f"    with a token got before, {data_kind(access)} now answers {status}")
+
+
 def show_credential(label: str, credential: dict[str, Any]) -> None:
     print(
         f"    {label}: keyId {credential['keyId']}  hint {credential['hint']}…  expires {credential['endDateTime']}"
     )
 
 
-async def register_samples(emulator: RunningEmulator, fns: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    replies = {}
+async def register_samples(
+    emulator: RunningEmulator, fns: dict[str, Any]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
+    replies, tokens = {}, {}
     for path in sorted(SAMPLES.glob("*.json")):
         reply_binding = Output()
         await fns["register_application"](message(path.read_bytes()), reply_binding)
@@ -114,7 +211,9 @@ async def register_samples(emulator: RunningEmulator, fns: dict[str, Any]) -> di
         name, version = credential["keyVaultSecretId"].split("/secrets/", 1)[1].split("/")
         ok = await authenticates(emulator.settings, app["clientId"], name, version)
         print(f"    the stored secret authenticates: {'yes' if ok else 'NO'}")
-    return replies
+        if reply["dataAccess"]:
+            tokens[path.stem] = await data_access_demo(emulator, app, name, reply["dataAccess"])
+    return replies, tokens
 
 
 async def sweep(fns: dict[str, Any]) -> list[dict[str, Any]]:
@@ -179,10 +278,11 @@ async def main(emulator: RunningEmulator) -> None:
         print(
             f"Emulator at {emulator.settings['EMULATOR_URL']} (tenant {emulator.settings['AZURE_TENANT_ID']})"
         )
-        replies = await register_samples(emulator, fns)
+        replies, tokens = await register_samples(emulator, fns)
         service = replies.get("service-client")
         if service and service["status"] == "succeeded":
             await rotate_demo(emulator, fns, service, clock)
+            await decommission_demo(emulator, fns, service, tokens.get("service-client", {}))
     finally:
         await reset_clients()
 

@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 
+from shared.adapters.arm import RoleAssignmentsGateway
 from shared.adapters.clients import PlatformClients, build_platform_clients
 from shared.adapters.graph.applications import ApplicationsGateway
 from shared.adapters.graph.calls import GRAPH_WRITE_BURST, GRAPH_WRITES_PER_SECOND, GraphCalls, WritePacer
@@ -67,6 +68,7 @@ def dependencies() -> Dependencies:
             consent=ConsentGateway(calls),
             vault=KeyVaultGateway(clients.vault),
             leases=BlobLeases(clients.leases),
+            role_assignments=RoleAssignmentsGateway(clients.authorization),
             clock=CLOCK,
         )
     return _process.dependencies

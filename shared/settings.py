@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.domain.data_access import DATA_ROLES, DataAccessPolicy, HealthDataService, health_data_service
 from shared.domain.durations import Duration, parse_duration
 from shared.domain.planner import Policy as RotationPolicy
 from shared.domain.policy import DEFAULT_API_POLICY, ApiEntry, RequestPolicy
@@ -75,6 +76,29 @@ class Settings(BaseSettings):
         alias="PLATFORM_CA_FILE",
         description="PEM CA bundle trusted for Graph, the token endpoint and Key Vault (the emulator's CA); "
         "unset means the system default.",
+    )
+
+    resource_manager_url: str = Field(
+        default="https://management.azure.com",
+        alias="RESOURCE_MANAGER_URL",
+        description="Azure Resource Manager, where role assignments are made (another cloud's, or the emulator).",
+    )
+    resource_manager_audience: str = Field(
+        default="https://management.azure.com",
+        alias="RESOURCE_MANAGER_AUDIENCE",
+        description="The token audience of Resource Manager in this cloud (scope {audience}/.default).",
+    )
+    health_data_services: Annotated[Mapping[str, HealthDataService], NoDecode] = Field(
+        default_factory=dict,
+        alias="HEALTH_DATA_SERVICES",
+        description='JSON object: catalog name -> {"resourceId", "url"} of a Health Data Services FHIR or '
+        "DICOM service; the services a ticket may ask data access to (dataAccess).",
+    )
+    data_roles: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(DATA_ROLES),
+        alias="DATA_ROLES",
+        description="Comma-separated FHIR and DICOM data roles a ticket may ask for; default all of them. "
+        "No other role can be named.",
     )
 
     storage_blob_url: str | None = Field(
@@ -170,7 +194,14 @@ class Settings(BaseSettings):
             )
         return f"https://{self.storage_account_name}.blob.core.windows.net"
 
-    @field_validator("azure_authority_host", "graph_base_url", "key_vault_url", "storage_blob_url")
+    @field_validator(
+        "azure_authority_host",
+        "graph_base_url",
+        "key_vault_url",
+        "storage_blob_url",
+        "resource_manager_url",
+        "resource_manager_audience",
+    )
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         # Plain http only on loopback, as the Azure SDKs allow it (the emulator).
@@ -182,7 +213,9 @@ class Settings(BaseSettings):
             raise ValueError("must be an https:// URL (http:// only for localhost)")
         return value
 
-    @field_validator("azure_authority_host", "graph_base_url")
+    @field_validator(
+        "azure_authority_host", "graph_base_url", "resource_manager_url", "resource_manager_audience"
+    )
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
@@ -217,6 +250,47 @@ class Settings(BaseSettings):
             else:
                 policy[name] = _api_entry(name, entry)
         return policy
+
+    @field_validator("health_data_services", mode="before")
+    @classmethod
+    def _health_data_services(cls, value: object) -> Mapping[str, HealthDataService]:
+        shape = 'must be a JSON object: catalog name -> {"resourceId", "url"}'
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError(shape) from None
+        if not isinstance(value, Mapping):
+            raise ValueError(shape)
+        catalog: dict[str, HealthDataService] = {}
+        for name, entry in value.items():
+            if isinstance(entry, HealthDataService):
+                catalog[name] = entry
+                continue
+            if not isinstance(name, str) or not re.fullmatch(CATALOG_NAME_PATTERN, name):
+                raise ValueError("catalog names are lower-case letters, digits and '-'")
+            if not isinstance(entry, Mapping) or set(entry) != {"resourceId", "url"}:
+                raise ValueError(
+                    f"entry {name!r} {shape.removeprefix('must be a JSON object: catalog name -> ')}"
+                )
+            resource_id, url = entry["resourceId"], entry["url"]
+            if not isinstance(resource_id, str) or not isinstance(url, str):
+                raise ValueError(f"entry {name!r}: resourceId and url are strings")
+            catalog[name] = health_data_service(name, resource_id, url)
+        return catalog
+
+    @field_validator("data_roles", mode="before")
+    @classmethod
+    def _data_roles(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [r.strip() for r in value.split(",") if r.strip()]
+        names = list(value) if isinstance(value, list | tuple | set | frozenset) else []
+        unknown = [n for n in names if n not in DATA_ROLES]
+        if unknown:
+            raise ValueError(
+                f"unknown data roles {unknown}; only these can be allowed: " + ", ".join(DATA_ROLES)
+            )
+        return frozenset(names)
 
     @field_validator("redirect_uri_domains", mode="before")
     @classmethod
@@ -267,6 +341,11 @@ class Settings(BaseSettings):
             max_secret_lifetime=self.max_secret_lifetime,
             default_secret_lifetime=self.default_secret_lifetime,
         )
+
+    @property
+    def data_access_policy(self) -> DataAccessPolicy:
+        """What a request's dataAccess is checked against (shared.domain.data_access)."""
+        return DataAccessPolicy(services=self.health_data_services, roles=self.data_roles)
 
     @property
     def rotation_policy(self) -> RotationPolicy:

@@ -1,6 +1,7 @@
-"""Builds the platform's SDK clients: one credential, one Graph client, one Key Vault client
-and the blob container of the per-application leases, configured for the endpoints and CA in the settings (shared.bootstrap keeps one set
-per process and event loop).
+"""Builds the platform's SDK clients: one credential, one Graph client, one Key Vault client,
+the blob container of the per-application leases and Resource Manager's authorization client,
+configured for the endpoints and CA in the settings (shared.bootstrap keeps one set per
+process and event loop).
 
 Importing this module is cheap: msgraph-sdk (~0.2-0.9 s to import) and the Azure SDKs are
 imported inside the builders, so a cold start that only validates a bad request never pays
@@ -20,6 +21,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.keyvault.secrets.aio import SecretClient
+    from azure.mgmt.authorization.v2022_04_01.aio import AuthorizationManagementClient
     from azure.storage.blob.aio import ContainerClient
     from msgraph import GraphServiceClient
 
@@ -36,11 +38,13 @@ class PlatformClients:
     graph: GraphServiceClient
     vault: SecretClient
     leases: ContainerClient
+    authorization: AuthorizationManagementClient
     loop: asyncio.AbstractEventLoop
 
     async def close(self) -> None:
         await self.vault.close()
         await self.leases.close()
+        await self.authorization.close()
         await self.credential.close()
 
 
@@ -167,6 +171,32 @@ def build_lease_container(settings: Settings, credential: AsyncTokenCredential) 
     return ContainerClient(settings.blob_service_url, settings.lease_container, credential, **kwargs)
 
 
+def build_authorization_client(
+    settings: Settings, credential: AsyncTokenCredential
+) -> AuthorizationManagementClient:
+    """Resource Manager's role assignments (api-version 2022-04-01), at the configured cloud's
+    endpoint and token audience."""
+    from azure.mgmt.authorization.v2022_04_01.aio import AuthorizationManagementClient
+
+    kwargs: dict[str, Any] = {
+        # No SDK retries: the gateway retries, asking the lease's fence before each write.
+        "retry_total": 0,
+        "connection_timeout": 10,
+        "read_timeout": WRITE_TIMEOUT_SECONDS,
+        "base_url": settings.resource_manager_url,
+        "credential_scopes": [f"{settings.resource_manager_audience}/.default"],
+    }
+    if settings.platform_ca_file:
+        kwargs["connection_verify"] = str(settings.platform_ca_file)
+    # The client wants a subscription for its subscription-wide operations; the gateway's
+    # operations all take their scope, so any id will do.
+    subscription = next(
+        (s.resource_id.split("/")[2] for s in settings.health_data_services.values()),
+        "00000000-0000-0000-0000-000000000000",
+    )
+    return AuthorizationManagementClient(credential, subscription, **kwargs)
+
+
 def build_platform_clients(settings: Settings, loop: asyncio.AbstractEventLoop) -> PlatformClients:
     """One credential and the clients that share it, bound to ``loop`` (the SDKs bind to one)."""
     credential = build_credential(settings)
@@ -175,5 +205,6 @@ def build_platform_clients(settings: Settings, loop: asyncio.AbstractEventLoop) 
         graph=build_graph_client(settings, credential),
         vault=build_secret_client(settings, credential),
         leases=build_lease_container(settings, credential),
+        authorization=build_authorization_client(settings, credential),
         loop=loop,
     )

@@ -14,13 +14,11 @@ the built-in role *Key Vault Secrets Officer* on the vault grants all of them.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from shared.domain import fencing
+from shared.adapters.azure_calls import call_azure
 from shared.domain.errors import NotFound, PermanentError, PermissionDenied, ServiceError, TransientError
 from shared.domain.records import StoredVersion
 from shared.domain.secret_value import SecretValue
@@ -31,10 +29,6 @@ if TYPE_CHECKING:
     from azure.keyvault.secrets.aio import SecretClient
 
 T = TypeVar("T")
-# Retries are this gateway's (the SDK's are off, shared.adapters.clients).
-ATTEMPTS = 4
-MAX_BACKOFF = 8.0
-MAX_RETRY_AFTER = 30.0
 RECORD_CONTENT_TYPE = "application/vnd.entra-app-registration.decommission-record"
 
 
@@ -78,27 +72,6 @@ def _mapped(what: str, error: Exception) -> ServiceError | None:
     return None
 
 
-def _retry_wait(error: Exception, attempt: int, resend: bool) -> float | None:
-    """Seconds to wait before sending ``error``'s request again, or None: not again."""
-    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
-
-    backoff = min(MAX_BACKOFF, 0.5 * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311
-    if isinstance(error, ServiceRequestError):
-        return backoff  # never sent
-    if isinstance(error, ServiceResponseError):
-        return backoff if resend else None  # sent: it may have taken effect
-    if isinstance(error, HttpResponseError) and error.status_code in (429, 503, 504, 500):
-        if error.status_code == 500 and not resend:
-            return None
-        response = getattr(error, "response", None)
-        header = response.headers.get("Retry-After") if response is not None else None
-        try:
-            return min(MAX_RETRY_AFTER, float(header)) if header else backoff
-        except ValueError:
-            return backoff
-    return None
-
-
 def _version(properties: SecretProperties) -> StoredVersion:
     tags = dict(properties.tags or {})
     return StoredVersion(
@@ -119,32 +92,9 @@ class KeyVaultGateway:
     async def _call(
         self, what: str, call: Callable[[], Awaitable[T]], *, write: bool = False, resend: bool = True
     ) -> T:
-        """Run one call with its retries; map azure-core's errors to shared.domain.errors.
-
-        Retried: 429/503/504 answers (after their ``Retry-After``), requests that never left,
-        and, when ``resend``, requests whose answer was lost or was a 500. A write asks the
-        lease's fence (shared.domain.fencing) before every attempt, so a delivery that lost its
-        application's lease never sends one.
-
-        The mapped error is raised after the ``except`` block, never inside it: raised there,
-        it would keep azure-core's error as its ``__context__`` (``from None`` only hides it
-        from tracebacks), and that error keeps the request it failed on, whose body is the
-        secret's value on a ``set_secret``."""
-        attempt = 0
-        while True:
-            if write:
-                fencing.check_writes()
-            try:
-                return await call()
-            except Exception as error:  # mapped below; anything unknown propagates as it is
-                failure = _mapped(what, error)
-                if failure is None:
-                    raise
-                wait = _retry_wait(error, attempt, resend)
-            attempt += 1
-            if wait is None or attempt >= ATTEMPTS:
-                raise failure
-            await asyncio.sleep(wait)
+        """Run one call with its retries (shared.adapters.azure_calls); a write asks the lease's
+        fence before every attempt."""
+        return await call_azure(what, call, _mapped, write=write, resend=resend)
 
     async def versions(self, name: str) -> list[StoredVersion]:
         """Every version of the secret (properties and tags, never values); [] if none.

@@ -104,6 +104,7 @@ RECORD = "decommission-record"
 RECORD_VALUE = "decommissioned"  # not a secret: the value of a record version
 OBJECT_ID = "objectId"
 DISPLAY_NAME = "displayName"
+ROLE_ASSIGNMENTS = "roleAssignmentsRemoved"
 
 
 def secret_name(unique_name: str) -> str:
@@ -146,7 +147,13 @@ def version_tags(
 
 
 def decommission_record(
-    tags: Mapping[str, str], request_id: str, object_id: str, app_id: str, display_name: str, owner: str
+    tags: Mapping[str, str],
+    request_id: str,
+    object_id: str,
+    app_id: str,
+    display_name: str,
+    owner: str,
+    role_assignments: int = 0,
 ) -> dict[str, str]:
     """A version's tags plus what a redelivered decommission needs to answer alike (and to
     refuse a copy with another owner reference, or leave alone a later application of the
@@ -158,7 +165,14 @@ def decommission_record(
         APP_ID: app_id,
         DISPLAY_NAME: display_name,
         OWNER: owner,
+        ROLE_ASSIGNMENTS: str(role_assignments),
     }
+
+
+def removed_role_assignments(tags: Mapping[str, str]) -> int:
+    """How many data-role assignments the decommission recorded in ``tags`` removed."""
+    value = tags.get(ROLE_ASSIGNMENTS, "0")
+    return int(value) if value.isdigit() else 0
 
 
 def is_record(tags: Mapping[str, str]) -> bool:

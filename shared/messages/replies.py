@@ -46,6 +46,20 @@ class ConsentResult(Outbound):
     application: list[str] = Field(default_factory=list)
 
 
+class DataAccessResult(Outbound):
+    """Data roles the application's service principal holds on one FHIR or DICOM service."""
+
+    service: str = Field(description="The service as the request named it.")
+    url: str = Field(description="The service's URL, where a client sends its requests.")
+    scope: str = Field(
+        description="What a client asks a token for: {url}/.default for a FHIR service, "
+        "https://dicom.healthcareapis.azure.com/.default for a DICOM service (its documented audience)."
+    )
+    roles: list[str] = Field(
+        description="The data roles held. Azure RBAC takes minutes to apply a new assignment."
+    )
+
+
 class RemovedResources(Outbound):
     """What a decommission removed; false or 0 where there was nothing left to remove."""
 
@@ -56,6 +70,10 @@ class RemovedResources(Outbound):
     key_vault_secret_versions_disabled: NonNegativeInt = Field(
         description="Versions of the application's Key Vault secret, all of which are now disabled "
         "(a redelivered decommission reports the same number)."
+    )
+    role_assignments: NonNegativeInt = Field(
+        default=0,
+        description="Azure RBAC data-role assignments the service had made for the application, now removed.",
     )
 
 
@@ -76,6 +94,7 @@ class RegistrationReply(Outbound):
     application: ReplyApplication | None = None
     credential: ReplyCredential | None = None
     consent: list[ConsentResult] = Field(default_factory=list)
+    data_access: list[DataAccessResult] = Field(default_factory=list)
     removed: RemovedResources | None = Field(default=None, description="Decommission only.")
     errors: list[FieldError] = Field(default_factory=list)
 

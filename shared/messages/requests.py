@@ -19,6 +19,7 @@ from pydantic import (
 
 from shared.messages.base import Inbound, rule
 from shared.messages.fields import (
+    CATALOG_NAME_PATTERN,
     MAX_REDIRECT_URIS,
     UNIQUE_NAME_PATTERN,
     ApiReference,
@@ -38,6 +39,8 @@ from shared.messages.fields import (
 
 DEFAULT_SECRET_DESCRIPTION = "managed by entra-app-registration-service"
 MAX_API_PERMISSIONS = 20
+MAX_DATA_ACCESS = 10
+MAX_DATA_ROLES = 9
 ACTIONS = ("register", "decommission", "rotate")
 CREDENTIAL_TYPES = ("secret", "none")
 
@@ -146,6 +149,43 @@ class ApiPermission(Inbound):
         return self
 
 
+def _unique_services(entries: list[DataAccess]) -> list[DataAccess]:
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        if entry.service in seen:
+            raise rule("duplicate", "Each service must appear in one entry only.", index, "service")
+        seen.add(entry.service)
+    return entries
+
+
+def _unique_roles(roles: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for index, role in enumerate(roles):
+        if role.casefold() in seen:
+            raise rule("duplicate", "Each role must appear once.", index)
+        seen.add(role.casefold())
+    return roles
+
+
+DataRoleName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z ]*[A-Za-z]$")
+]
+
+
+class DataAccess(Inbound):
+    """Azure RBAC data roles on one FHIR or DICOM service of the service's catalog."""
+
+    service: Annotated[str, StringConstraints(pattern=CATALOG_NAME_PATTERN)] = Field(
+        description="The service's name in the catalog (HEALTH_DATA_SERVICES), e.g. fhir."
+    )
+    roles: Annotated[
+        list[DataRoleName], Field(min_length=1, max_length=MAX_DATA_ROLES), AfterValidator(_unique_roles)
+    ] = Field(
+        description="Built-in data roles, e.g. FHIR Data Reader, FHIR Data Writer, DICOM Data Reader. "
+        "Converge removes the roles the service assigned earlier that this list no longer names."
+    )
+
+
 class SecretCredential(Inbound):
     """A client secret: either a portal lifetime, or explicit start and end times."""
 
@@ -209,6 +249,13 @@ class RegisterRequest(_RequestBase):
     api_permissions: Annotated[
         list[ApiPermission], Field(max_length=MAX_API_PERMISSIONS), AfterValidator(_unique_apis)
     ] = Field(default_factory=list, description="The API permissions the application requires.")
+    data_access: Annotated[
+        list[DataAccess], Field(max_length=MAX_DATA_ACCESS), AfterValidator(_unique_services)
+    ] = Field(
+        default_factory=list,
+        description="Azure RBAC data roles on FHIR and DICOM services, assigned to the application's "
+        "service principal. Service and confidential clients only.",
+    )
     grant_admin_consent: StrictBool = Field(
         default=False, description="Grant tenant-wide admin consent for the requested permissions."
     )
@@ -233,6 +280,12 @@ class RegisterRequest(_RequestBase):
                 "'-'), and deriving one could give two requests the same application.",
                 "application",
                 "uniqueName",
+            )
+        if self.application.client_type == "public" and self.data_access:
+            raise rule(
+                "not_allowed_for_client_type",
+                "A public client acts as its signed-in users; give the users data roles, not the client.",
+                "dataAccess",
             )
         if self.application.client_type == "public" and isinstance(self.credential, SecretCredential):
             raise rule(

@@ -1,6 +1,6 @@
-"""The application's service principal and its admin consent, converged to the request:
-one AllPrincipals grant per resource with exactly the requested scopes, and exactly the
-requested app role assignments."""
+"""Admin consent of an application's service principal, converged to the request: one
+AllPrincipals grant per resource with exactly the requested scopes, and exactly the requested
+app role assignments."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.domain.errors import PermanentError, ReplicationPending
-from shared.domain.records import AppRecord, ResourceAccess, ResourceApi
+from shared.domain.records import ResourceAccess, ResourceApi
 from shared.messages.replies import ConsentResult
 from shared.services.dependencies import Dependencies
 from shared.services.tasks import gather_all
@@ -40,20 +40,18 @@ def required_access(permissions: Sequence[ResolvedPermission]) -> tuple[Resource
     )
 
 
-async def service_principal_and_consent(
+async def converge_consent(
     deps: Dependencies,
-    app: AppRecord,
+    sp_id: str,
     permissions: Sequence[ResolvedPermission],
     grant: bool,
     created: bool,
-) -> tuple[str, list[ConsentResult]]:
-    """Upsert the app's service principal, then make its consent follow the request: consent
-    for anything the request no longer names is revoked, whatever ``grant`` says; ``grant``
-    adds consent for what it names. Returns the service principal's id and the consent it
-    holds afterwards, by API as the request named it."""
-    sp_id = await deps.applications.upsert_service_principal(app.app_id)
+) -> list[ConsentResult]:
+    """Make the service principal's consent follow the request: consent for anything the
+    request no longer names is revoked, whatever ``grant`` says; ``grant`` adds consent for
+    what it names. Returns the consent it holds afterwards, by API as the request named it."""
     if created and not grant:
-        return sp_id, []  # a new service principal holds no consent
+        return []  # a new service principal holds no consent
     scopes, roles = await gather_all(
         _converge_delegated(deps, sp_id, permissions, grant=grant, fresh=created),
         _converge_application(deps, sp_id, permissions, grant=grant, fresh=created),
@@ -65,7 +63,7 @@ async def service_principal_and_consent(
         application = [name for name in p.application if (resource_id, p.resource.roles[name]) in roles]
         if delegated or application:
             held.append(ConsentResult(api=p.api, delegated=delegated, application=application))
-    return sp_id, held
+    return held
 
 
 async def _converge_delegated(

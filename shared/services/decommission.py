@@ -1,4 +1,5 @@
-"""Decommission: delete the application and its service principal, and disable its stored secret.
+"""Decommission: remove the application's data roles, delete the application and its service
+principal, and disable its stored secret.
 
 A redelivered decommission answers like the first delivery: before deleting anything it
 records itself on the stored versions (shared.domain.stored), so a delivery that finds the
@@ -12,6 +13,7 @@ from shared.domain.errors import PermissionDenied
 from shared.domain.records import StoredVersion
 from shared.messages.replies import RegistrationReply, RemovedResources, ReplyApplication
 from shared.messages.requests import DecommissionRequest
+from shared.services.data_access import data_roles_of, remove_data_access
 from shared.services.dependencies import Dependencies
 from shared.services.ownership import NOT_OWNER, ensure_graph_lets_us_delete, ensure_owned
 from shared.services.tasks import gather_all
@@ -42,18 +44,24 @@ async def decommission(deps: Dependencies, request: DecommissionRequest) -> Regi
             object_id=record.get(stored.OBJECT_ID, ""),
             tenant_id=settings.azure_tenant_id,
         )
-        return _decommissioned(request, application, True, True, _values(mine))
+        return _decommissioned(
+            request, application, True, True, _values(mine), stored.removed_role_assignments(record)
+        )
     if app is None:
         # Nothing of this name to remove (never registered, or removed by someone else).
         await gather_all(*(vault.disable(name, v.version) for v in versions if v.enabled))
-        return _decommissioned(request, None, False, False, _values(versions))
+        return _decommissioned(request, None, False, False, _values(versions), 0)
     ensure_owned(app, settings.service_tag, reference)
-    await ensure_graph_lets_us_delete(deps, app)
+    _, assignments = await gather_all(ensure_graph_lets_us_delete(deps, app), data_roles_of(deps, app))
+    # A redelivery after some were removed answers with the first delivery's count.
+    removed_roles = max(
+        len(assignments), max((stored.removed_role_assignments(v.tags) for v in mine), default=0)
+    )
     # Disable the stored values first, recording this request on them, so that a redelivery
     # after the deletion still knows what this request removed; an application without a
     # stored value gets a record version of its own.
     record = stored.decommission_record(
-        {}, request_id, app.object_id, app.app_id, app.display_name, reference
+        {}, request_id, app.object_id, app.app_id, app.display_name, reference, removed_roles
     )
     if not versions:
         await vault.write_record(name, {**record, stored.KIND: stored.RECORD})
@@ -64,6 +72,9 @@ async def decommission(deps: Dependencies, request: DecommissionRequest) -> Regi
             if v.enabled or v.tags.get(stored.DECOMMISSIONED_BY) != request_id
         )
     )
+    # The data roles go before the service principal: a deleted principal's assignments
+    # would stay behind as "Identity not found".
+    await remove_data_access(deps, assignments)
     sp_removed = await graph.delete_service_principal_of(app.app_id)
     app_removed = await graph.delete_application(app.object_id)
     application = ReplyApplication(
@@ -73,7 +84,7 @@ async def decommission(deps: Dependencies, request: DecommissionRequest) -> Regi
         object_id=app.object_id,
         tenant_id=settings.azure_tenant_id,
     )
-    return _decommissioned(request, application, app_removed, sp_removed, _values(versions))
+    return _decommissioned(request, application, app_removed, sp_removed, _values(versions), removed_roles)
 
 
 def _values(versions: list[StoredVersion]) -> int:
@@ -87,6 +98,7 @@ def _decommissioned(
     app_removed: bool,
     sp_removed: bool,
     versions: int,
+    role_assignments: int,
 ) -> RegistrationReply:
     return RegistrationReply(
         request_id=request.request_id,
@@ -94,6 +106,9 @@ def _decommissioned(
         status="succeeded",
         application=application,
         removed=RemovedResources(
-            application=app_removed, service_principal=sp_removed, key_vault_secret_versions_disabled=versions
+            application=app_removed,
+            service_principal=sp_removed,
+            key_vault_secret_versions_disabled=versions,
+            role_assignments=role_assignments,
         ),
     )

@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
+from shared.domain.data_access import Assignment, Existing
 from shared.domain.records import (
     AppRecord,
     DesiredApplication,
@@ -100,6 +101,16 @@ class Vault(Protocol):
     async def write_record(self, name: str, tags: Mapping[str, str]) -> StoredVersion: ...
 
     async def read(self, name: str, version: str | None = None) -> SecretValue: ...
+
+
+class RoleAssignments(Protocol):
+    """Azure RBAC data-role assignments on FHIR and DICOM services (Azure Resource Manager)."""
+
+    async def assigned(self, scope: str, principal_id: str) -> list[Existing]: ...
+
+    async def assign(self, assignment: Assignment) -> bool: ...
+
+    async def remove(self, assignment: Assignment) -> bool: ...
 
 
 class Leases(Protocol):

@@ -20,13 +20,21 @@ from collections.abc import Awaitable
 from typing import Any, NoReturn, cast
 
 from shared.domain import stored
+from shared.domain.data_access import data_access_problems
 from shared.domain.errors import PermanentError, PermissionDenied
 from shared.domain.policy import check_policy, requested_secret, resolve_api, resolved_problems
 from shared.domain.records import AppRecord, DesiredApplication
 from shared.messages.base import FieldError, RequestRejected
-from shared.messages.replies import ConsentResult, RegistrationReply, ReplyApplication, ReplyCredential
+from shared.messages.replies import (
+    ConsentResult,
+    DataAccessResult,
+    RegistrationReply,
+    ReplyApplication,
+    ReplyCredential,
+)
 from shared.messages.requests import RegisterRequest
-from shared.services.consent import ResolvedPermission, required_access, service_principal_and_consent
+from shared.services.consent import ResolvedPermission, converge_consent, required_access
+from shared.services.data_access import converge_data_access, data_roles_of, remove_data_access
 from shared.services.delivery import problem_of
 from shared.services.dependencies import Dependencies
 from shared.services.ownership import ensure_owned, not_managed
@@ -41,6 +49,7 @@ async def register(deps: Dependencies, request: RegisterRequest) -> Registration
     a request that cannot succeed, a ``TransientError`` for one that may later."""
     settings = deps.settings
     problems = check_policy(request, settings.request_policy, deps.now())
+    problems += data_access_problems(request, settings.data_access_policy)
     if problems:
         raise RequestRejected(problems, request.request_id)
     # Both are reads, side by side: the ownership check costs no round trip of its own.
@@ -54,9 +63,7 @@ async def register(deps: Dependencies, request: RegisterRequest) -> Registration
         permissions,
         lifetime=None if secret is None else stored.lifetime_label(secret.start, secret.end),
     )
-    steps: list[Awaitable[Any]] = [
-        service_principal_and_consent(deps, app, permissions, request.grant_admin_consent, created)
-    ]
+    steps: list[Awaitable[Any]] = [_service_principal_and_access(deps, request, app, permissions, created)]
     if secret is not None:
         steps.append(
             ensure_secret(
@@ -75,7 +82,7 @@ async def register(deps: Dependencies, request: RegisterRequest) -> Registration
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
         await _after_failure(deps, request, app, created, results, failures)
-    sp_id, consent = cast(tuple[str, list[ConsentResult]], results[0])
+    sp_id, consent, data_access = cast(tuple[str, list[ConsentResult], list[DataAccessResult]], results[0])
     credential = cast(ReplyCredential, results[1]) if secret is not None else None
     log.info(
         "registration.succeeded",
@@ -101,7 +108,25 @@ async def register(deps: Dependencies, request: RegisterRequest) -> Registration
         ),
         credential=credential,
         consent=consent,
+        data_access=data_access,
     )
+
+
+async def _service_principal_and_access(
+    deps: Dependencies,
+    request: RegisterRequest,
+    app: AppRecord,
+    permissions: list[ResolvedPermission],
+    created: bool,
+) -> tuple[str, list[ConsentResult], list[DataAccessResult]]:
+    """Upsert the app's service principal, then converge its consent and its data roles side
+    by side (shared.services.consent, shared.services.data_access)."""
+    sp_id = await deps.applications.upsert_service_principal(app.app_id)
+    consent, data_access = await gather_all(
+        converge_consent(deps, sp_id, permissions, request.grant_admin_consent, created),
+        converge_data_access(deps, request, sp_id, created),
+    )
+    return sp_id, consent, data_access
 
 
 async def _after_failure(
@@ -134,7 +159,7 @@ async def _after_failure(
         "its properties (display name, notes, redirect URIs, required permissions, tags, owner reference)"
     ]
     if not isinstance(results[0], BaseException):
-        changed.append("its service principal and consent")
+        changed.append("its service principal, consent and data roles")
     if len(results) > 1 and not isinstance(results[1], BaseException):
         changed.append("its secret (the one the reply of a successful request would name)")
     raise RequestRejected(
@@ -153,16 +178,18 @@ async def _after_failure(
 
 
 async def _remove_created(deps: Dependencies, app: AppRecord, unique_name: str) -> None:
-    """Undo a creation: disable the values stored for this application, then delete its
-    service principal (with its consent) and the application (with its credentials)."""
+    """Undo a creation: disable the values stored for this application and remove its data
+    roles, then delete its service principal (with its consent) and the application (with its
+    credentials)."""
     name = stored.secret_name(unique_name)
-    versions = await deps.vault.versions(name)
+    versions, assignments = await gather_all(deps.vault.versions(name), data_roles_of(deps, app))
     await gather_all(
         *(
             deps.vault.disable(name, v.version)
             for v in versions
             if v.enabled and v.tags.get(stored.APP_ID) == app.app_id
-        )
+        ),
+        remove_data_access(deps, assignments),
     )
     await deps.applications.delete_service_principal_of(app.app_id)
     await deps.applications.delete_application(app.object_id)

@@ -93,6 +93,7 @@ async def test_a_redelivered_decommission_of_a_public_client_answers_like_the_fi
         "application": True,
         "servicePrincipal": True,
         "keyVaultSecretVersionsDisabled": 0,
+        "roleAssignments": 0,
     }
     assert again == first
     assert Tenant.read(emulator).apps("dicom-viewer") == []

@@ -227,6 +227,7 @@ async def test_decommission_removes_the_app_and_disables_its_stored_secret(emula
         "application": True,
         "servicePrincipal": True,
         "keyVaultSecretVersionsDisabled": 1,
+        "roleAssignments": 2,
     }
     tenant = Tenant.read(emulator)
     assert tenant.apps("dicom-ingest-prod") == []
@@ -240,6 +241,7 @@ async def test_decommission_removes_the_app_and_disables_its_stored_secret(emula
         "application": False,
         "servicePrincipal": False,
         "keyVaultSecretVersionsDisabled": 1,
+        "roleAssignments": 0,
     }
 
 

@@ -111,7 +111,9 @@ def check_invariants(tenant: Tenant, unique_name: str) -> None:
     assert len(passwords) <= 3, f"{unique_name}: {len(passwords)} credentials"
 
 
-async def orphans_go_once_proven_dead(emulator: RunningEmulator, clock: EmulatorClock, unique_name: str) -> Tenant:
+async def orphans_go_once_proven_dead(
+    emulator: RunningEmulator, clock: EmulatorClock, unique_name: str
+) -> Tenant:
     """A credential whose value is in no vault version (an addPassword whose answer was lost, a
     process that died before the write) stays while younger than the safety age: its value
     might still be on its way to the vault. The next run after that removes it."""

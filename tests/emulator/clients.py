@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 
 import httpx
 from azure.identity.aio import ClientSecretCredential
 from azure.keyvault.secrets.aio import SecretClient
+from azure.mgmt.authorization.v2022_04_01.aio import AuthorizationManagementClient
 from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
@@ -56,5 +58,21 @@ def secret_client(settings: dict[str, str], cred: ClientSecretCredential) -> Sec
         settings["KEY_VAULT_URL"],
         cred,
         verify_challenge_resource=False,
+        connection_verify=settings["PLATFORM_CA_FILE"],
+    )
+
+
+def authorization_client(
+    settings: dict[str, str], cred: ClientSecretCredential
+) -> AuthorizationManagementClient:
+    """azure-mgmt-authorization's async client (api-version 2022-04-01) against the emulated
+    Resource Manager and its subscription."""
+    services = json.loads(settings["HEALTH_DATA_SERVICES"])
+    subscription_id = services["fhir"]["resourceId"].split("/")[2]
+    return AuthorizationManagementClient(
+        cred,
+        subscription_id,
+        base_url=settings["RESOURCE_MANAGER_URL"],
+        credential_scopes=[settings["RESOURCE_MANAGER_AUDIENCE"] + "/.default"],
         connection_verify=settings["PLATFORM_CA_FILE"],
     )

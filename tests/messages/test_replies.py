@@ -60,6 +60,7 @@ def test_reply_serialises_in_camel_case() -> None:
             "keyVaultSecretId": "https://kv.vault.azure.net/secrets/dicom-ingest-prod/0123",
         },
         "consent": [{"api": "dicom", "delegated": ["user_impersonation"], "application": []}],
+        "dataAccess": [],
         "removed": None,
         "errors": [],
     }
@@ -78,6 +79,7 @@ def test_decommission_reply() -> None:
         "application": True,
         "servicePrincipal": True,
         "keyVaultSecretVersionsDisabled": 2,
+        "roleAssignments": 0,
     }
 
 

@@ -25,6 +25,7 @@ def test_schemas_describe_the_contract() -> None:
         "apiPermissions",
         "grantAdminConsent",
         "credential",
+        "dataAccess",
     } == set(register_schema["properties"])
     assert set(request["$defs"]["RedirectUris"]["properties"]) == {"web", "publicClient", "spa"}
     for application in ("RegisterApplication", "ApplicationRef"):
@@ -39,5 +40,6 @@ def test_schemas_describe_the_contract() -> None:
         "credential",
         "consent",
         "removed",
+        "dataAccess",
         "errors",
     }

@@ -19,12 +19,14 @@ from azure.functions.timer import TimerRequest
 
 from emulator.launcher import EmulatorClock, RunningEmulator
 from shared import testing
+from shared.domain.data_access import DATA_ROLES
 from tests import harness
 from tests.e2e.tenant import Tenant, parse_time
 
 # Requests to the emulated platform's data planes (not the token endpoint): Graph, Key Vault and
 # the storage account that holds the per-application leases.
-PLATFORM = r"^/(v1\.0|secrets|deletedsecrets|devstoreaccount1)(/|$)"
+PLATFORM = r"^/(v1\.0|secrets|deletedsecrets|devstoreaccount1|subscriptions)(/|$)"
+DATA_ROLE_IDS = {role.id for role in DATA_ROLES.values()}
 FAULTS: dict[str, dict[str, Any]] = {
     "lost-response": {"kind": "lost-response", "path": PLATFORM},
     "failure-before-effect": {"kind": "status", "status": 503, "retryAfter": 0, "path": PLATFORM},
@@ -45,7 +47,9 @@ class Scenario:
 
 def platform_requests(emulator: RunningEmulator) -> list[dict[str, Any]]:
     return [
-        e for e in emulator.admin.requests()["entries"] if e["service"] in ("graph", "keyvault", "storage")
+        e
+        for e in emulator.admin.requests()["entries"]
+        if e["service"] in ("graph", "keyvault", "storage", "arm")
     ]
 
 
@@ -68,6 +72,13 @@ def converged_state(emulator: RunningEmulator, unique_name: str, reply: dict[str
     secret_name = f"app-{unique_name}"
     stored = tenant.stored_key_ids(secret_name)
     state["storedCredentials"] = len(stored)
+    # Every data-role assignment in the emulated subscription (a reset leaves none): exactly
+    # one per role the request names, none left behind by a decommission.
+    state["dataRoles"] = sorted(
+        (a["properties"]["scope"].rsplit("/", 1)[-1], a["properties"]["roleDefinitionId"].rsplit("/", 1)[-1])
+        for a in emulator.admin.request("GET", "/_emulator/role-assignments").json()["value"]
+        if a["properties"]["roleDefinitionId"].rsplit("/", 1)[-1] in DATA_ROLE_IDS
+    )
     if not apps:
         return state
     app = apps[0]

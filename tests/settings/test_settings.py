@@ -123,6 +123,12 @@ def test_every_setting_from_the_environment(env, tmp_path) -> None:
         "ROTATION_SAFETY_AGE": "PT30M",
         "ROTATION_DRY_RUN": "true",
         "SERVICE_TAG": "managed-by:test",
+        "RESOURCE_MANAGER_URL": "https://management.usgovcloudapi.net/",
+        "RESOURCE_MANAGER_AUDIENCE": "https://management.usgovcloudapi.net",
+        "HEALTH_DATA_SERVICES": '{"fhir": {"resourceId": "/subscriptions/0b1f6471-1bf0-4dda-aec3-cb9272f09590/'
+        'resourceGroups/rg/providers/Microsoft.HealthcareApis/workspaces/ws1/fhirservices/fhir1", '
+        '"url": "https://ws1-fhir1.fhir.azurehealthcareapis.us"}}',
+        "DATA_ROLES": "FHIR Data Reader, DICOM Data Reader",
     }
     for name, value in values.items():
         env(name, value)
@@ -146,6 +152,29 @@ def test_every_setting_from_the_environment(env, tmp_path) -> None:
     assert settings.request_policy.apis is settings.api_policy
     assert settings.rotation_dry_run is True
     assert settings.service_tag == "managed-by:test"
+    assert settings.resource_manager_url == "https://management.usgovcloudapi.net"
+    assert settings.data_access_policy.services["fhir"].kind == "fhir"
+    assert settings.data_access_policy.roles == {"FHIR Data Reader", "DICOM Data Reader"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("DATA_ROLES", "FHIR Data Reader,Owner", "unknown data roles"),
+        ("HEALTH_DATA_SERVICES", "[]", "JSON object"),
+        ("HEALTH_DATA_SERVICES", '{"fhir": {"resourceId": "/x"}}', "resourceId"),
+        (
+            "HEALTH_DATA_SERVICES",
+            '{"fhir": {"resourceId": "/subscriptions/0b1f6471-1bf0-4dda-aec3-cb9272f09590/resourceGroups/rg/'
+            'providers/Microsoft.HealthcareApis/services/fhir1", "url": "https://fhir1.azurehealthcareapis.com"}}',
+            "retired",
+        ),
+    ],
+)
+def test_data_access_settings_are_validated(env, name: str, value: str, says: str) -> None:
+    env(name, value)
+    with pytest.raises(ValidationError, match=says):
+        get_settings()
 
 
 def test_names_are_case_sensitive_and_extra_ignored(env, monkeypatch) -> None:
