@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
 
 from emulator.launcher import RunningEmulator, start
 from tests.leaks import LeakDetector, known_secrets
+
+if TYPE_CHECKING:
+    from azure.mgmt.authorization.v2022_04_01.aio import AuthorizationManagementClient
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +51,19 @@ async def _close_platform_clients() -> AsyncIterator[None]:
     from shared.testing import reset_clients
 
     await reset_clients()
+
+
+@pytest.fixture
+async def admin_arm(emulator: RunningEmulator) -> AsyncIterator[AuthorizationManagementClient]:
+    """Resource Manager (azure-mgmt-authorization) as the tenant's administrator, Owner on the
+    emulated subscription."""
+    from tests.emulator.clients import admin_credential, authorization_client
+
+    async with (
+        admin_credential(emulator.settings) as cred,
+        authorization_client(emulator.settings, cred) as client,
+    ):
+        yield client
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import pytest
 
 from emulator.launcher import RunningEmulator
 from shared import bootstrap
+from shared.adapters.arm import RoleAssignmentsGateway
 from shared.adapters.graph.applications import ApplicationsGateway
 from shared.adapters.graph.calls import GraphCalls, RetryPolicy, WritePacer
 from shared.adapters.graph.consent import ConsentGateway
@@ -37,6 +38,12 @@ def consent(deps: Dependencies) -> ConsentGateway:
 def vault(deps: Dependencies) -> KeyVaultGateway:
     assert isinstance(deps.vault, KeyVaultGateway)
     return deps.vault
+
+
+@pytest.fixture
+def role_assignments(deps: Dependencies) -> RoleAssignmentsGateway:
+    assert isinstance(deps.role_assignments, RoleAssignmentsGateway)
+    return deps.role_assignments
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,7 +18,6 @@ from shared.domain.data_access import DATA_ROLES, assignment_name
 from tests import harness
 from tests.e2e.tenant import Tenant, token_with_stored_secret
 from tests.e2e.test_registration import graph_writes, sample, service_request
-from tests.emulator.clients import admin_credential
 
 PROPAGATION = "PT5M"  # the emulator's data planes honour a role change 5 minutes after it
 RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
@@ -54,23 +52,6 @@ def assignments(emulator: RunningEmulator, principal_id: str) -> list[dict[str, 
 def role_names(entries: list[dict[str, Any]]) -> set[str]:
     by_id = {role.id: name for name, role in DATA_ROLES.items()}
     return {by_id.get(a["properties"]["roleDefinitionId"].rsplit("/", 1)[-1], "?") for a in entries}
-
-
-@pytest.fixture
-async def resource_manager(emulator: RunningEmulator) -> AsyncIterator[AuthorizationManagementClient]:
-    """Resource Manager as the tenant's administrator (Owner on the subscription)."""
-    s = emulator.settings
-    async with (
-        admin_credential(s) as cred,
-        AuthorizationManagementClient(
-            cred,
-            "00000000-0000-0000-0000-000000000000",
-            base_url=s["RESOURCE_MANAGER_URL"],
-            credential_scopes=[f"{s['RESOURCE_MANAGER_AUDIENCE']}/.default"],
-            connection_verify=s["PLATFORM_CA_FILE"],
-        ) as client,
-    ):
-        yield client
 
 
 async def test_the_new_client_reads_fhir_and_dicom(emulator: RunningEmulator) -> None:
@@ -127,7 +108,7 @@ async def test_a_redelivery_puts_the_same_assignments(emulator: RunningEmulator)
 
 
 async def test_converge_follows_the_request_and_leaves_other_assignments_alone(
-    emulator: RunningEmulator, resource_manager: AuthorizationManagementClient
+    emulator: RunningEmulator, admin_arm: AuthorizationManagementClient
 ) -> None:
     body = service_request("fhir-sync", "SNOW-CHG0000101")
     reply = await harness.register(body)
@@ -139,7 +120,7 @@ async def test_converge_follows_the_request_and_leaves_other_assignments_alone(
     )
     subscription = fhir_scope.split("/")[2]
     # Someone assigns a role by hand, under a name of their own.
-    await resource_manager.role_assignments.create(
+    await admin_arm.role_assignments.create(
         fhir_scope,
         str(uuid.uuid4()),
         RoleAssignmentCreateParameters(
@@ -256,7 +237,7 @@ async def test_a_public_client_gets_no_data_roles(emulator: RunningEmulator) -> 
 
 
 async def test_a_role_the_platform_refuses_leaves_nothing_behind(
-    emulator: RunningEmulator, resource_manager: AuthorizationManagementClient
+    emulator: RunningEmulator, admin_arm: AuthorizationManagementClient
 ) -> None:
     # The administrator narrows the service identity's delegation to FHIR Data Reader: Azure
     # itself then refuses any other role (the ABAC condition on its assignment).
@@ -274,7 +255,7 @@ async def test_a_role_the_platform_refuses_leaves_nothing_behind(
         "AND ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
         f"(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{reader}}}))"
     )
-    await resource_manager.role_assignments.create(
+    await admin_arm.role_assignments.create(
         properties["scope"],
         delegation["name"],
         RoleAssignmentCreateParameters(

@@ -28,7 +28,7 @@ from emulator.arm import (
     constrained_delegation_condition,
 )
 from emulator.launcher import RunningEmulator
-from tests.emulator.clients import admin_credential, authorization_client, credential
+from tests.emulator.clients import authorization_client, credential
 from tests.emulator.graph_helpers import graph, upsert, upsert_app
 
 
@@ -70,15 +70,6 @@ def azure(emulator: RunningEmulator) -> Azure:
         sps[s["EMULATOR_ADMIN_CLIENT_ID"]],
         alice,
     )
-
-
-@pytest.fixture
-async def admin_arm(emulator: RunningEmulator) -> AsyncIterator[AuthorizationManagementClient]:
-    async with (
-        admin_credential(emulator.settings) as cred,
-        authorization_client(emulator.settings, cred) as client,
-    ):
-        yield client
 
 
 @pytest.fixture

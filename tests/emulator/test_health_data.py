@@ -21,7 +21,7 @@ from emulator.arm import (
     FHIR_DATA_READER,
 )
 from emulator.launcher import RunningEmulator
-from tests.emulator.clients import admin_credential, authorization_client, credential
+from tests.emulator.clients import credential
 
 
 @dataclass(frozen=True)
@@ -56,15 +56,6 @@ def services(emulator: RunningEmulator) -> Services:
 @pytest.fixture
 async def http(emulator: RunningEmulator) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(verify=emulator.settings["PLATFORM_CA_FILE"]) as client:
-        yield client
-
-
-@pytest.fixture
-async def admin_arm(emulator: RunningEmulator) -> AsyncIterator[AuthorizationManagementClient]:
-    async with (
-        admin_credential(emulator.settings) as cred,
-        authorization_client(emulator.settings, cred) as client,
-    ):
         yield client
 
 
