@@ -104,19 +104,20 @@ async def _schedule(ctx: Context) -> dict[str, Any]:
     reset_peak_rss()
     base = rss_bytes()
     watch = Stopwatch()
-    rotations, events = harness.Outputs(), harness.Outputs()
-    await scheduler(TimerRequest(past_due=False), rotations, events)
+    await scheduler(TimerRequest(past_due=False))
     seconds = watch.seconds
+    rotations, _ = await harness.sent(rotations=True)
     rss_growth = max(0, peak_rss_bytes() - base)
     entries = ctx.log()
     # Python's own allocations at their peak, in a second run (tracemalloc slows it down).
     tracemalloc.start()
-    await scheduler(TimerRequest(past_due=False), harness.Outputs(), harness.Outputs())
+    await scheduler(TimerRequest(past_due=False))
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    await harness.sent(rotations=True)  # the same messages: duplicate detection dropped them
     graph = [e for e in entries if e["service"] == "graph"]
     return {
-        "messages": rotations.get(),
+        "messages": rotations,
         "seconds": round(seconds, 2),
         "graphRequests": len(graph),
         "listingRequests": sum(1 for e in graph if "ownedObjects" in e["path"]),
@@ -198,18 +199,15 @@ def _summarise(scan: dict[str, Any], tenant: int, managed: int, owned: int) -> d
 async def _rotate(ctx: Context, messages: list[str], concurrency: int) -> dict[str, Any]:
     from tests import harness
 
-    rotate = harness.functions()["rotate_application"]
-
     def job(body: str) -> Any:
         async def deliver() -> list[dict[str, Any]]:
             message_id = harness.message(body).message_id
             for count in range(1, 11):
-                events = harness.Outputs()
                 try:
-                    await rotate(harness.message(body, message_id=message_id, delivery_count=count), events)
+                    events = await harness.rotate(body, message_id=message_id, delivery_count=count)
                 except Exception:
                     continue
-                return [json.loads(e) for e in events.get()]
+                return [json.loads(e) for e in events]
             return []
 
         return deliver

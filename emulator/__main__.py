@@ -1,4 +1,5 @@
-"""``python -m emulator serve --port PORT --data-dir DIR`` (port 0 picks a free one)."""
+"""``python -m emulator serve --port PORT --data-dir DIR [--amqp-port PORT]`` (port 0 picks a free
+one): HTTPS on ``--port``, Service Bus's AMQP on ``--amqp-port``."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ def main() -> None:
     serve_cmd.add_argument(
         "--data-dir", type=Path, required=True, help="where ca.pem and settings.env are written"
     )
+    serve_cmd.add_argument(
+        "--amqp-port", type=int, default=0, help="Service Bus's AMQP port (plain TCP); 0 picks a free one"
+    )
     args = parser.parse_args()
-    serve(args.port, args.data_dir)
+    serve(args.port, args.data_dir, args.amqp_port)
 
 
 if __name__ == "__main__":

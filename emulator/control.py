@@ -2,7 +2,8 @@
 
 reset, snapshot, the clock, bulk seeding, the request log, fault rules, the tenant's
 app-management policy, the secret values issued (for the leak detector), the blob leases, every
-Azure role assignment (live and deleted) and the data planes' RBAC propagation delay.
+Azure role assignment (live and deleted), the data planes' RBAC propagation delay, and the
+Service Bus queues (counts, settings, every message, expiring every lock at once).
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ class ControlPlane:
             Route("/_emulator/leases", self.leases, methods=["GET"]),
             Route("/_emulator/role-assignments", self.role_assignments, methods=["GET"]),
             Route("/_emulator/rbac", self.rbac, methods=["GET", "PUT"]),
+            Route("/_emulator/servicebus/queues", self.servicebus_queues, methods=["GET"]),
+            Route("/_emulator/servicebus/queues/{name}", self.servicebus_queue, methods=["GET", "PUT"]),
+            Route(
+                "/_emulator/servicebus/queues/{name}/expire-locks",
+                self.servicebus_expire_locks,
+                methods=["POST"],
+            ),
+            Route("/_emulator/servicebus/queues/{name}/messages", self.servicebus_messages, methods=["GET"]),
         ]
 
     def _admin(self, request: Request) -> None:
@@ -122,6 +131,7 @@ class ControlPlane:
                 self.platform.clock.set(parse_iso(str(body["now"])))
             except (KeyError, ValueError) as exc:
                 raise _bad(f"expected {{'now': <ISO-8601 time with zone>}}: {exc}") from None
+            self.platform.servicebus.changed()  # scheduled messages and locks follow the clock
         return JSONResponse({"now": iso(self.platform.clock.now())})
 
     async def advance(self, request: Request) -> JSONResponse:
@@ -131,6 +141,7 @@ class ControlPlane:
             now = self.platform.clock.advance(str(body["duration"]))
         except (KeyError, ValueError) as exc:
             raise _bad(f"expected {{'duration': <ISO-8601 duration>}}: {exc}") from None
+        self.platform.servicebus.changed()
         return JSONResponse({"now": iso(now)})
 
     async def seed_applications(self, request: Request) -> JSONResponse:
@@ -269,3 +280,56 @@ class ControlPlane:
                 raise _bad("expected {'propagationSeconds': <seconds, 0 or more>}")
             arm.propagation_seconds = seconds
         return JSONResponse({"propagationSeconds": arm.propagation_seconds})
+
+    # -- Service Bus ------------------------------------------------------------------------
+
+    def _queue_name(self, request: Request) -> str:
+        name = str(request.path_params["name"])
+        if name.lower() not in self.platform.servicebus.queues:
+            raise PlatformError(404, "NotFound", f"There is no queue '{name}'.", service="control")
+        return name
+
+    async def servicebus_queues(self, request: Request) -> JSONResponse:
+        """Every queue: its settings and ``countDetails`` (active, scheduled, deferred,
+        dead-lettered, locked)."""
+        self._admin(request)
+        return JSONResponse({"value": self.platform.servicebus.describe()})
+
+    async def servicebus_queue(self, request: Request) -> JSONResponse:
+        """One queue; PUT ``{"lockDuration": "PT30S", "maxDeliveryCount": 3}`` changes either
+        (Service Bus's ranges: 5 s to 5 min, at least 1), until the next reset."""
+        self._admin(request)
+        name = self._queue_name(request)
+        namespace = self.platform.servicebus
+        if request.method == "GET":
+            return JSONResponse(next(q for q in namespace.describe() if q["name"].lower() == name.lower()))
+        body = await self._json(request)
+        unknown = set(body) - {"lockDuration", "maxDeliveryCount"}
+        if unknown:
+            raise _bad(f"unknown queue settings {sorted(unknown)}")
+        lock_duration = None
+        if body.get("lockDuration") is not None:
+            try:
+                now = dt.datetime.now(dt.UTC)
+                lock_duration = add_iso_duration(now, str(body["lockDuration"])) - now
+            except ValueError as exc:
+                raise _bad(str(exc)) from None
+            if not dt.timedelta(seconds=5) <= lock_duration <= dt.timedelta(minutes=5):
+                raise _bad("lockDuration must be between PT5S and PT5M")
+        count = body.get("maxDeliveryCount")
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+            raise _bad("maxDeliveryCount must be an integer, 1 or more")
+        return JSONResponse(namespace.configure(name, lock_duration=lock_duration, max_delivery_count=count))
+
+    async def servicebus_expire_locks(self, request: Request) -> JSONResponse:
+        """Every message lock and session lock on the queue (and its dead-letter queue) expires
+        now, as if its time had run out: the messages count a failed delivery."""
+        self._admin(request)
+        expired = self.platform.servicebus.expire_locks(self._queue_name(request))
+        return JSONResponse({"expired": expired})
+
+    async def servicebus_messages(self, request: Request) -> JSONResponse:
+        """Every message of the queue and of its dead-letter queue (``subQueue``), with its
+        state, counts, lock, properties and body (base64 for data sections)."""
+        self._admin(request)
+        return JSONResponse({"value": self.platform.servicebus.messages(self._queue_name(request))})

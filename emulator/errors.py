@@ -12,11 +12,13 @@ FHIR service: an ``OperationOutcome`` (``application/fhir+json``) whose one issu
 message as ``diagnostics``.
 DICOM service: the message as plain text, as the DICOM server's exception filter writes it
 (an empty body for a 401, as ASP.NET's bearer challenge leaves it).
+Service Bus (REST send): XML ``<Error><Code>{status}</Code><Detail>{detail}</Detail></Error>``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Any, Literal
 from xml.sax.saxutils import escape
@@ -24,7 +26,7 @@ from xml.sax.saxutils import escape
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-Service = Literal["graph", "keyvault", "identity", "storage", "control", "arm", "fhir", "dicom"]
+Service = Literal["graph", "keyvault", "identity", "storage", "control", "arm", "fhir", "dicom", "servicebus"]
 
 # The blob service's path prefix: the account, path-style as Azurite serves it (emulator.storage).
 STORAGE_PREFIX = "/devstoreaccount1/"
@@ -33,6 +35,9 @@ STORAGE_PREFIX = "/devstoreaccount1/"
 ARM_PREFIX = "/subscriptions/"
 FHIR_PREFIX = "/fhir/"
 DICOM_PREFIX = "/dicom/"
+# Service Bus's REST send, ``/{queue}/messages`` (emulator.servicebus.rest): the queue name
+# stands where the namespace's host would.
+SERVICE_BUS_PATH = re.compile(r"^/[^/]+/messages/?$")
 
 
 class PlatformError(Exception):
@@ -74,6 +79,8 @@ def service_of(path: str) -> Service:
         return "fhir"
     if path.startswith(DICOM_PREFIX):
         return "dicom"
+    if SERVICE_BUS_PATH.match(path):
+        return "servicebus"
     return "identity"
 
 
@@ -154,9 +161,20 @@ def storage_error_xml(code: str, message: str, request_id: str) -> bytes:
     ).encode()
 
 
+def servicebus_error_xml(status: int, detail: str) -> bytes:
+    return f"<Error><Code>{status}</Code><Detail>{escape(detail)}</Detail></Error>".encode()
+
+
 def render(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PlatformError)
     rid = request_id_of(request)
+    if exc.service == "servicebus":
+        return Response(
+            servicebus_error_xml(exc.status, exc.message),
+            status_code=exc.status,
+            headers=exc.headers,
+            media_type="application/xml; charset=utf-8",
+        )
     if exc.service == "storage":
         xml = b"" if request.method == "HEAD" else storage_error_xml(exc.code, exc.message, rid)
         headers = {"x-ms-request-id": rid, "x-ms-error-code": exc.code, **exc.headers}

@@ -8,9 +8,10 @@ they carry in ``roles`` the app roles the client's service principal was granted
 
 Tokens are issued for a resource with a service principal in the tenant, or for one of
 ``IdentityPlatform.resources``: Azure's own resources (Key Vault, Storage, Resource Manager,
-DICOM) and the URL of each seeded FHIR service (a FHIR service's audience is its URL).
-Each emulated service checks a token with ``verify`` and answers a ``TokenRejected`` in its
-own wire format; ``authenticate`` does that for Graph, Key Vault and Storage.
+DICOM, Service Bus) and the URL of each seeded FHIR service (a FHIR service's audience is its
+URL). Each emulated service checks a token with ``verify`` (``verify_token`` for a token that
+did not come in an HTTP header: Service Bus's CBS) and answers a ``TokenRejected`` in its own
+wire format; ``authenticate`` does that for Graph, Key Vault and Storage.
 """
 
 from __future__ import annotations
@@ -40,9 +41,18 @@ VAULT_AUDIENCE = "https://vault.azure.net"
 STORAGE_AUDIENCE = "https://storage.azure.com"
 MANAGEMENT_AUDIENCE = "https://management.azure.com"
 DICOM_AUDIENCE = "https://dicom.healthcareapis.azure.com"
+# azure-servicebus asks for ``https://servicebus.azure.net//.default``: the resource then ends
+# with a slash, and both spellings are Service Bus.
+SERVICE_BUS_AUDIENCES = ("https://servicebus.azure.net", "https://servicebus.azure.net/")
 # Resources with no service principal in the tenant that tokens may still be issued for (the
 # platform adds its FHIR services' URLs to ``IdentityPlatform.resources``).
-AZURE_RESOURCES = (VAULT_AUDIENCE, STORAGE_AUDIENCE, MANAGEMENT_AUDIENCE, DICOM_AUDIENCE)
+AZURE_RESOURCES = (
+    VAULT_AUDIENCE,
+    STORAGE_AUDIENCE,
+    MANAGEMENT_AUDIENCE,
+    DICOM_AUDIENCE,
+    *SERVICE_BUS_AUDIENCES,
+)
 TOKEN_LIFETIME_SECONDS = 3599
 
 
@@ -53,6 +63,7 @@ class Principal:
     app_id: str
     service_principal_id: str
     roles: frozenset[str] = field(default_factory=frozenset)
+    expires_on: int = 0  # the token's ``exp`` (Unix seconds)
 
     def has_any(self, *roles: str) -> bool:
         return any(role in self.roles for role in roles)
@@ -284,7 +295,11 @@ class IdentityPlatform:
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("bearer "):
             raise TokenRejected("missing", {})
-        token = header[7:].strip()
+        return self.verify_token(header[7:].strip(), audiences)
+
+    def verify_token(self, token: str, audiences: tuple[str, ...]) -> Principal:
+        """The caller bearing ``token`` if it is valid for one of ``audiences``, else
+        ``TokenRejected``."""
         try:
             claims = jwt.decode(
                 token,
@@ -307,6 +322,7 @@ class IdentityPlatform:
             app_id=claims["appid"],
             service_principal_id=claims["oid"],
             roles=frozenset(claims.get("roles", [])),
+            expires_on=int(claims.get("exp", 0)),
         )
 
     def authenticate(self, request: Request, audiences: tuple[str, ...]) -> Principal:

@@ -107,6 +107,28 @@ class AdminClient:
         """How long role assignment changes take to reach the FHIR and DICOM data planes."""
         self.request("PUT", "/_emulator/rbac", json={"propagationSeconds": seconds})
 
+    def servicebus_queues(self) -> dict[str, dict[str, Any]]:
+        """Every Service Bus queue by name: its settings and ``countDetails``."""
+        queues = self.request("GET", "/_emulator/servicebus/queues").json()["value"]
+        return {q["name"]: q for q in queues}
+
+    def servicebus_configure(self, queue: str, **settings: Any) -> dict[str, Any]:
+        """Change a queue's ``lockDuration`` (ISO-8601) or ``maxDeliveryCount`` until the reset."""
+        result: dict[str, Any] = self.request(
+            "PUT", f"/_emulator/servicebus/queues/{queue}", json=settings
+        ).json()
+        return result
+
+    def expire_locks(self, queue: str) -> int:
+        """Make every lock on ``queue`` (messages and sessions) expire now."""
+        return int(
+            self.request("POST", f"/_emulator/servicebus/queues/{queue}/expire-locks").json()["expired"]
+        )
+
+    def servicebus_messages(self, queue: str) -> list[dict[str, Any]]:
+        """Every message of ``queue`` and its dead-letter queue (``subQueue`` says which)."""
+        return list(self.request("GET", f"/_emulator/servicebus/queues/{queue}/messages").json()["value"])
+
     def graph(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A raw Graph call as the admin (for inspection; the service uses msgraph-sdk)."""
         headers = {**kwargs.pop("headers", {}), **self._auth()}

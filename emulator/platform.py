@@ -1,7 +1,7 @@
 """The emulated platform's whole state: one tenant, one key vault, one storage account, one Azure
 subscription (Resource Manager's role assignments; the Health Data Services workspace's FHIR and
-DICOM services), one clock, the fault engine and the request log. Handlers reach everything
-through ``Platform``."""
+DICOM services), one Service Bus namespace, one clock, the fault engine and the request log.
+Handlers reach everything through ``Platform``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from emulator.healthdata import HealthService
 from emulator.identity import MANAGEMENT_AUDIENCE, IdentityPlatform
 from emulator.keyvault import Vault
 from emulator.seed import SUBSCRIPTION_ID, AzureSeed, Seeded, new_client_secret, seed, seed_azure
+from emulator.servicebus.auth import entra_verifier
+from emulator.servicebus.namespace import Namespace
 from emulator.storage import ACCOUNT, Storage
 
 
@@ -46,10 +48,15 @@ class Platform:
         self.fhir = HealthService.of("fhir", base_url, self.azure.fhir)
         self.dicom = HealthService.of("dicom", base_url, self.azure.dicom)
         self.identity.resources.add(self.fhir.url)
+        # Service Bus: the queues the AMQP broker and the REST send share (its key is random per
+        # run and stays across resets; the leak detector knows it as an issued secret)
+        self.servicebus = Namespace(self.clock, entra_verifier(self.identity))
+        self.issued_secrets.add(self.servicebus.key)
 
     def reset(self) -> None:
-        """Back to the seeded tenant, an empty vault and the seeded subscription (its role
-        assignments, the default propagation delay); the identities keep their secrets."""
+        """Back to the seeded tenant, an empty vault, the seeded subscription (its role
+        assignments, the default propagation delay) and empty queues with their default
+        settings; the identities and the Service Bus key stay."""
         self.issued_secrets |= set(self.directory.secret_values.values()) | set(self.vault.issued_values())
         self.clock.reset()
         self.faults.reset()
@@ -60,6 +67,7 @@ class Platform:
         self.policy = {"maxSecretLifetime": None, "secretsAllowed": True}
         self.arm = ResourceManager(self.clock, self.directory, self.tenant_id, SUBSCRIPTION_ID)
         self.azure = seed_azure(self.arm, self.seeded)
+        self.servicebus.reset()
 
     def settings(self, ca_file: str) -> dict[str, str]:
         """The app settings the function app needs to run against this emulator, plus the
@@ -85,4 +93,27 @@ class Platform:
             "EMULATOR_URL": self.base_url,
             "EMULATOR_ADMIN_CLIENT_ID": self.seeded.admin.app_id,
             "EMULATOR_ADMIN_CLIENT_SECRET": self.seeded.admin.secret,
+            **self.servicebus_settings(),
+        }
+
+    def servicebus_settings(self) -> dict[str, str]:
+        """The Service Bus connection (AMQP, plain TCP, as ``UseDevelopmentEmulator=true``
+        asks), its identity-based form, and the REST send's base URL and key."""
+        namespace = self.servicebus
+        if namespace.amqp_port is None:
+            return {}
+        return {
+            "ServiceBusConnection": namespace.connection_string(),
+            "ServiceBusConnection__fullyQualifiedNamespace": namespace.amqp_host,
+            "SERVICE_BUS_REST_URL": self.base_url,
+            "SERVICE_BUS_SAS_KEY_NAME": namespace.key_name,
+            "SERVICE_BUS_SAS_KEY": namespace.key,
+            # The app settings the Functions host resolves the triggers' %NAME% expressions
+            # from (they have no defaults there): the emulated namespace's queues, and the timer.
+            "REGISTRATION_QUEUE": "app-registration-requests",
+            "RESULTS_QUEUE": "app-registration-results",
+            "ROTATION_QUEUE": "app-credential-rotation",
+            "EVENTS_QUEUE": "app-credential-events",
+            "REPLY_SESSION_QUEUE": "app-registration-replies-session",
+            "ROTATION_SCHEDULE": "0 0 3 * * *",
         }

@@ -1,4 +1,5 @@
-"""Builds the ASGI application and serves it over HTTPS with uvicorn."""
+"""Builds the ASGI application and serves it over HTTPS with uvicorn, next to the Service Bus
+namespace's AMQP broker (its own thread, emulator.servicebus.broker)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from emulator.control import ControlPlane
 from emulator.errors import PlatformError, render, service_of
 from emulator.faults import FaultMiddleware
 from emulator.platform import Platform
+from emulator.servicebus import rest as servicebus_rest
+from emulator.servicebus.broker import Broker
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -57,6 +60,7 @@ def build_app(platform: Platform) -> ASGIApp:
             *storage.routes(platform.identity, lambda: platform.storage),
             *arm.routes(platform.identity, lambda: platform.arm),
             *healthdata.routes(platform.identity, lambda: platform.arm, (platform.fhir, platform.dicom)),
+            *servicebus_rest.routes(platform.servicebus),
             *platform.identity.routes(),
         ],
         exception_handlers={PlatformError: render, 404: _not_found, 405: _method_not_allowed},
@@ -65,8 +69,9 @@ def build_app(platform: Platform) -> ASGIApp:
     return FaultMiddleware(app, platform.faults)
 
 
-def serve(port: int, data_dir: Path) -> None:
-    """Serve until interrupted; write ``ca.pem`` and ``settings.env`` once listening."""
+def serve(port: int, data_dir: Path, amqp_port: int = 0) -> None:
+    """Serve until interrupted; write ``ca.pem`` and ``settings.env`` once listening (HTTPS on
+    ``port``, Service Bus's AMQP on ``amqp_port``; 0 picks a free one)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     files = tls.generate(data_dir)
     # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose protocol
@@ -77,6 +82,9 @@ def serve(port: int, data_dir: Path) -> None:
     sock.bind(("127.0.0.1", port))
     bound_port = sock.getsockname()[1]
     platform = Platform(base_url=f"https://127.0.0.1:{bound_port}")
+    broker = Broker(platform.servicebus, port=amqp_port)
+    platform.servicebus.serve_at(broker.port, bound_port)
+    broker.start()
     config = uvicorn.Config(
         build_app(platform),
         ssl_certfile=str(files.cert_file),
@@ -100,4 +108,7 @@ def serve(port: int, data_dir: Path) -> None:
         tmp.replace(settings_file)  # atomic: a reader sees all of it or nothing
         await server.serve(sockets=[sock])
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        broker.stop()

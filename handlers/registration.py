@@ -1,17 +1,19 @@
-"""The registration queue: one request in, one reply out (on the results queue).
+"""The registration queue: one request in, one reply out, correlated to it.
 
-The flow, its outcomes and the last-delivery rule are in shared.services.requests. The Python
-output binding can set only the body, so the reply carries ``requestId`` in its JSON rather
-than as the message's correlation id.
+The flow, its outcomes and the last-delivery rule are in shared.services.requests. The reply is
+sent through azure-servicebus, not an output binding: the Python output binding can set only
+the body (azure-functions-python-library#281), and the request-reply pattern needs the reply's
+``CorrelationId``, ``SessionId`` and destination (shared.messages.envelope).
 """
 
 from __future__ import annotations
 
 import azure.functions as func
 
+from shared.messages.envelope import Inbound
 from shared.services.delivery import Delivery
 from shared.services.dependencies import Dependencies
-from shared.services.requests import answer
+from shared.services.requests import answer_and_reply
 
 bp = func.Blueprint()
 
@@ -28,10 +30,11 @@ def _dependencies() -> Dependencies:
 @bp.service_bus_queue_trigger(
     arg_name="message", queue_name="%REGISTRATION_QUEUE%", connection="ServiceBusConnection"
 )
-@bp.service_bus_queue_output(
-    arg_name="reply", queue_name="%RESULTS_QUEUE%", connection="ServiceBusConnection"
-)
-async def register_application(message: func.ServiceBusMessage, reply: func.Out[str]) -> None:
+async def register_application(message: func.ServiceBusMessage) -> None:
     delivery = Delivery(message_id=message.message_id or "", delivery_count=message.delivery_count or 1)
-    outcome = await answer(_dependencies, message.get_body(), delivery)
-    reply.set(outcome.model_dump_json(by_alias=True))
+    request = Inbound(
+        message_id=delivery.message_id,
+        reply_to=message.reply_to,
+        reply_to_session_id=message.reply_to_session_id,
+    )
+    await answer_and_reply(_dependencies, message.get_body(), delivery, request)

@@ -4,7 +4,8 @@
 message each to the rotation queue; it does no per-application work, so a tenant of any size
 fits in one invocation and one application's trouble cannot stop the others.
 ``rotate_application`` (rotation queue) converges one application. Both emit their actions and
-problems as events on the events queue. The decisions are in shared.domain.planner, the
+problems as events on the events queue; every message goes out through azure-servicebus
+(shared.adapters.servicebus). The decisions are in shared.domain.planner, the
 workflows in shared.services.scheduler and shared.services.rotation.
 """
 
@@ -22,37 +23,23 @@ bp = func.Blueprint()
 
 @bp.function_name("rotation_scheduler")
 @bp.timer_trigger(schedule="%ROTATION_SCHEDULE%", arg_name="timer", run_on_startup=False)
-@bp.service_bus_queue_output(
-    arg_name="rotations", queue_name="%ROTATION_QUEUE%", connection="ServiceBusConnection"
-)
-@bp.service_bus_queue_output(
-    arg_name="events", queue_name="%EVENTS_QUEUE%", connection="ServiceBusConnection"
-)
-async def rotation_scheduler(
-    timer: func.TimerRequest, rotations: func.Out[list[str]], events: func.Out[list[str]]
-) -> None:
+async def rotation_scheduler(timer: func.TimerRequest) -> None:
     # Imported here, not at the top: the platform SDKs cost about a second of cold start.
     from shared import bootstrap
-    from shared.services.scheduler import schedule
+    from shared.services.scheduler import schedule_and_send
 
     if timer.past_due:
         log.info("rotation.past_due")
-    sweep = await schedule(bootstrap.dependencies())
-    rotations.set(sweep.messages)
-    events.set(sweep.events)
+    await schedule_and_send(bootstrap.dependencies())
 
 
 @bp.function_name("rotate_application")
 @bp.service_bus_queue_trigger(
     arg_name="message", queue_name="%ROTATION_QUEUE%", connection="ServiceBusConnection"
 )
-@bp.service_bus_queue_output(
-    arg_name="events", queue_name="%EVENTS_QUEUE%", connection="ServiceBusConnection"
-)
-async def rotate_application(message: func.ServiceBusMessage, events: func.Out[list[str]]) -> None:
+async def rotate_application(message: func.ServiceBusMessage) -> None:
     from shared import bootstrap
-    from shared.services.rotation import rotate_message
+    from shared.services.rotation import rotate_message_and_send
 
     delivery = Delivery(message_id=message.message_id or "", delivery_count=message.delivery_count or 1)
-    emitted = await rotate_message(bootstrap.dependencies(), message.get_body(), delivery)
-    events.set([e.model_dump_json(by_alias=True) for e in emitted])
+    await rotate_message_and_send(bootstrap.dependencies(), message.get_body(), delivery)

@@ -1,10 +1,12 @@
 """``make demo``: the service's main job, offline, on the emulator.
 
-Starts the emulator, sends each request in samples/ through the real registration function
-(a real Service Bus message object, the real entry point from function_app), prints each
-reply and proves the secret stored in Key Vault authenticates; then advances the emulator's
-clock past the rotation window, runs the rotation scheduler and the rotation function as the
-host would, shows the new credential and Key Vault version, and after the grace period the
+Starts the emulator and runs function_app.py in the local Functions host
+(emulator.functions_host) on the emulated Service Bus namespace. Sends each request in samples/
+to the registration queue with azure-servicebus, as a ticketing system would (ReplyTo a
+session of its own), reads the correlated reply, and proves the secret stored in Key Vault
+authenticates; then advances the emulator's clock past the rotation window, runs the
+rotation timer now (as the host's admin endpoint does) and lets the host's rotation function
+take the messages, shows the new credential and Key Vault version, and after the grace period the
 retirement of the old one. A client given data roles reads its FHIR and DICOM services with
 a token got with the stored secret (403 until Azure RBAC applies the roles, 200 after), and
 no longer once decommissioned. Secret values are never printed.
@@ -17,47 +19,14 @@ import datetime as dt
 import json
 import os
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
-import azure.functions as func
-from azure.functions.servicebus import ServiceBusMessage
-from azure.functions.timer import TimerRequest
-
+from emulator.functions_host import FunctionsHost
 from emulator.launcher import EmulatorClock, RunningEmulator, running
 
 SAMPLES = Path(__file__).resolve().parent
-
-
-class Output(func.Out[Any]):
-    """What a function sets on an output binding, i.e. what the host would send."""
-
-    def __init__(self) -> None:
-        self.value: Any = None
-
-    def set(self, val: Any) -> None:
-        self.value = val
-
-    def get(self) -> Any:
-        return self.value
-
-
-def message(body: bytes | str) -> ServiceBusMessage:
-    return ServiceBusMessage(
-        body=body.encode() if isinstance(body, str) else body,
-        message_id=str(uuid.uuid4()),
-        delivery_count=1,
-        content_type="application/json",
-        application_properties={},
-        user_properties={},
-    )
-
-
-def functions() -> dict[str, Any]:
-    from function_app import app
-
-    return {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
+ROOT = SAMPLES.parent
 
 
 async def authenticates(
@@ -150,13 +119,11 @@ async def data_access_demo(
     return tokens
 
 
-async def decommission_demo(
-    emulator: RunningEmulator, fns: dict[str, Any], reply: dict[str, Any], tokens: dict[str, str]
-) -> None:
+async def decommission_demo(emulator: RunningEmulator, reply: dict[str, Any], tokens: dict[str, str]) -> None:
     """Decommission the client; its tokens, still unexpired, no longer read."""
     app = reply["application"]
     print(f"\n== decommission of {app['uniqueName']}")
-    request = {
+    retire = {
         "schemaVersion": 1,
         "requestId": f"{reply['requestId']}-retire",
         "action": "decommission",
@@ -166,9 +133,7 @@ async def decommission_demo(
             "serviceManagementReference": app["serviceManagementReference"],
         },
     }
-    reply_binding = Output()
-    await fns["register_application"](message(json.dumps(request)), reply_binding)
-    answer = json.loads(reply_binding.get())
+    answer = await request(emulator, json.dumps(retire).encode())
     print(f"    {answer['status']}: removed {answer['removed']}")
     emulator.admin.advance(RBAC_PROPAGATION)
     for access in reply["dataAccess"]:
@@ -182,16 +147,25 @@ def show_credential(label: str, credential: dict[str, Any]) -> None:
     )
 
 
+async def request(emulator: RunningEmulator, body: bytes) -> dict[str, Any]:
+    """Send a request to the registration queue as a ticketing system does (azure-servicebus,
+    ReplyTo a session of its own) and wait for the reply correlated to it."""
+    from cli.appreg import submit
+
+    sent = await submit(emulator.settings, body, wait=True, wait_seconds=60)
+    assert sent["reply"] is not None, "no reply within a minute"
+    reply: dict[str, Any] = sent["reply"]
+    return reply
+
+
 async def register_samples(
-    emulator: RunningEmulator, fns: dict[str, Any]
+    emulator: RunningEmulator,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
     replies, tokens = {}, {}
     for path in sorted(SAMPLES.glob("*.json")):
-        reply_binding = Output()
-        await fns["register_application"](message(path.read_bytes()), reply_binding)
-        reply = json.loads(reply_binding.get())
+        reply = await request(emulator, path.read_bytes())
         replies[path.stem] = reply
-        print(f"\n== {path.name}: {reply['status']}")
+        print(f"\n== {path.name}: {reply['status']} (sent through Service Bus, reply correlated)")
         if reply["status"] != "succeeded":
             print(f"    errors: {reply['errors']}")
             continue
@@ -216,20 +190,26 @@ async def register_samples(
     return replies, tokens
 
 
-async def sweep(fns: dict[str, Any]) -> list[dict[str, Any]]:
-    """One day of rotation as the host runs it: the timer, then each message it queued."""
-    rotations, events = Output(), Output()
-    await fns["rotation_scheduler"](TimerRequest(past_due=False), rotations, events)
-    emitted = [json.loads(e) for e in events.get() or []]
-    for body in rotations.get() or []:
-        rotate_events = Output()
-        await fns["rotate_application"](message(body), rotate_events)
-        emitted += [json.loads(e) for e in rotate_events.get() or []]
-    return emitted
+async def sweep(emulator: RunningEmulator, host: FunctionsHost) -> list[dict[str, Any]]:
+    """One day of rotation as the host runs it: the timer now, then the host's rotation
+    function takes each message it queued; the events are read off the events queue."""
+    from azure.servicebus import ServiceBusReceiveMode
+    from azure.servicebus.aio import ServiceBusClient
+
+    await host.run_now("rotation_scheduler")
+    async with (
+        ServiceBusClient.from_connection_string(emulator.settings["ServiceBusConnection"]) as client,
+        client.get_queue_receiver(
+            emulator.settings.get("EVENTS_QUEUE", "app-credential-events"),
+            receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE,
+        ) as receiver,
+    ):
+        received = await receiver.receive_messages(max_message_count=50, max_wait_time=30)
+    return [json.loads(b"".join(m.body)) for m in received]
 
 
 async def rotate_demo(
-    emulator: RunningEmulator, fns: dict[str, Any], reply: dict[str, Any], clock: EmulatorClock
+    emulator: RunningEmulator, host: FunctionsHost, reply: dict[str, Any], clock: EmulatorClock
 ) -> None:
     app = reply["application"]
     old = reply["credential"]
@@ -239,7 +219,7 @@ async def rotate_demo(
     moment = end - dt.timedelta(days=20)
     clock.set(moment)
     print(f"    clock set to {moment:%Y-%m-%d}, 20 days before it expires (window: 30 days)")
-    for e in await sweep(fns):
+    for e in await sweep(emulator, host):
         print(f"    event: {e['action']:<8} {e['app']['uniqueName']} keyId {e.get('keyId')}  ({e['reason']})")
     name = f"app-{app['uniqueName']}"
     snapshot = emulator.admin.snapshot()
@@ -257,7 +237,7 @@ async def rotate_demo(
     )
     clock.advance("PT49H")
     print("    clock advanced 49 hours, past the 48-hour grace period")
-    for e in await sweep(fns):
+    for e in await sweep(emulator, host):
         print(f"    event: {e['action']:<8} {e['app']['uniqueName']} keyId {e.get('keyId')}  ({e['reason']})")
     snapshot = emulator.admin.snapshot()
     [stored_app] = [a for a in snapshot["applications"] if a.get("uniqueName") == app["uniqueName"]]
@@ -270,20 +250,25 @@ async def main(emulator: RunningEmulator) -> None:
     from shared import testing
     from shared.testing import reset_clients
 
-    fns = functions()
     # The service decides at the emulator's time, which the demo moves forward.
     clock = EmulatorClock(emulator.admin)
     testing.use_clock(clock.now)
+    # The app runs in a local Functions host (emulator.functions_host), as Azure would run it.
+    host = FunctionsHost(emulator.settings, host_json=ROOT / "host.json")
+    serving = asyncio.create_task(host.run())
     try:
         print(
-            f"Emulator at {emulator.settings['EMULATOR_URL']} (tenant {emulator.settings['AZURE_TENANT_ID']})"
+            f"Emulator at {emulator.settings['EMULATOR_URL']} (tenant {emulator.settings['AZURE_TENANT_ID']}); "
+            f"function app running in the local host on {emulator.settings['ServiceBusConnection__fullyQualifiedNamespace']}"
         )
-        replies, tokens = await register_samples(emulator, fns)
+        replies, tokens = await register_samples(emulator)
         service = replies.get("service-client")
         if service and service["status"] == "succeeded":
-            await rotate_demo(emulator, fns, service, clock)
-            await decommission_demo(emulator, fns, service, tokens.get("service-client", {}))
+            await rotate_demo(emulator, host, service, clock)
+            await decommission_demo(emulator, service, tokens.get("service-client", {}))
     finally:
+        host.stop()
+        await serving
         await reset_clients()
 
 

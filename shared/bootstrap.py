@@ -21,6 +21,7 @@ from shared.adapters.graph.calls import GRAPH_WRITE_BURST, GRAPH_WRITES_PER_SECO
 from shared.adapters.graph.consent import ConsentGateway
 from shared.adapters.keyvault import KeyVaultGateway
 from shared.adapters.leases import BlobLeases
+from shared.adapters.servicebus import ServiceBusOutbox
 from shared.services.dependencies import Dependencies, utc_now
 from shared.settings import get_settings
 
@@ -69,6 +70,7 @@ def dependencies() -> Dependencies:
             vault=KeyVaultGateway(clients.vault),
             leases=BlobLeases(clients.leases),
             role_assignments=RoleAssignmentsGateway(clients.authorization),
+            outbox=ServiceBusOutbox(clients.servicebus),
             clock=CLOCK,
         )
     return _process.dependencies

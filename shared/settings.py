@@ -120,6 +120,19 @@ class Settings(BaseSettings):
         "How long a delivery waits for another one's lease on its application before it is redelivered.",
     )
 
+    service_bus_connection: SecretStr | None = Field(
+        default=None,
+        alias="ServiceBusConnection",
+        description="A Service Bus connection string: only for local runs and the emulator "
+        "(UseDevelopmentEmulator=true); in Azure the namespace and the managed identity are used.",
+    )
+    service_bus_namespace: str | None = Field(
+        default=None,
+        alias="ServiceBusConnection__fullyQualifiedNamespace",
+        description="The namespace the host's triggers read from and the service sends to, e.g. "
+        "mynamespace.servicebus.windows.net (identity-based connection).",
+    )
+
     registration_queue: str = Field(default="app-registration-requests", alias="REGISTRATION_QUEUE")
     results_queue: str = Field(default="app-registration-results", alias="RESULTS_QUEUE")
     rotation_queue: str = Field(default="app-credential-rotation", alias="ROTATION_QUEUE")
@@ -331,6 +344,24 @@ class Settings(BaseSettings):
         if value.total_lower_bound() < MINIMUM_GRACE_PERIOD:
             raise ValueError("must be at least 24 hours (PT24H): consumers may cache a secret that long")
         return value
+
+    @property
+    def service_bus_host(self) -> str | None:
+        """The namespace's host name, from either Service Bus setting."""
+        if self.service_bus_namespace:
+            return self.service_bus_namespace
+        if self.service_bus_connection is None:
+            return None
+        for part in self.service_bus_connection.get_secret_value().split(";"):
+            key, _, value = part.partition("=")
+            if key.strip().lower() == "endpoint":
+                return value.split("://", 1)[-1].strip("/")
+        return None
+
+    @property
+    def own_queues(self) -> tuple[str, ...]:
+        """The queues the service reads from or emits events to: never a reply's destination."""
+        return (self.registration_queue, self.rotation_queue, self.events_queue)
 
     @property
     def request_policy(self) -> RequestPolicy:

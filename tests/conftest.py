@@ -41,11 +41,14 @@ def emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
 def emulator(emulator_process: RunningEmulator) -> RunningEmulator:
     """The emulator, reset to the seeded tenant with no faults, an empty vault and the real time."""
     emulator_process.admin.reset()
+    from tests import harness
+
+    harness.forget()
     return emulator_process
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
-async def _close_platform_clients() -> AsyncIterator[None]:
+async def _close_platform_clients() -> AsyncIterator[None]:  # and the harness's Service Bus client
     """The service builds its SDK clients once per process; close them when the session ends."""
     yield
     from shared.testing import reset_clients

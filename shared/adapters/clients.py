@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.keyvault.secrets.aio import SecretClient
     from azure.mgmt.authorization.v2022_04_01.aio import AuthorizationManagementClient
+    from azure.servicebus.aio import ServiceBusClient
     from azure.storage.blob.aio import ContainerClient
     from msgraph import GraphServiceClient
 
@@ -39,9 +40,11 @@ class PlatformClients:
     vault: SecretClient
     leases: ContainerClient
     authorization: AuthorizationManagementClient
+    servicebus: ServiceBusClient
     loop: asyncio.AbstractEventLoop
 
     async def close(self) -> None:
+        await self.servicebus.close()
         await self.vault.close()
         await self.leases.close()
         await self.authorization.close()
@@ -197,6 +200,22 @@ def build_authorization_client(
     return AuthorizationManagementClient(credential, subscription, **kwargs)
 
 
+def build_servicebus_client(settings: Settings, credential: AsyncTokenCredential) -> ServiceBusClient:
+    """One Service Bus client for the process: identity-based on the host's namespace
+    (``ServiceBusConnection__fullyQualifiedNamespace``), or a connection string where one is set
+    (local runs, the emulator)."""
+    from azure.servicebus.aio import ServiceBusClient
+
+    if settings.service_bus_connection is not None:
+        return ServiceBusClient.from_connection_string(settings.service_bus_connection.get_secret_value())
+    if settings.service_bus_namespace is None:
+        raise ValueError(
+            "set ServiceBusConnection__fullyQualifiedNamespace: replies, rotation messages and events "
+            "are sent to the namespace the triggers read from"
+        )
+    return ServiceBusClient(settings.service_bus_namespace, credential)
+
+
 def build_platform_clients(settings: Settings, loop: asyncio.AbstractEventLoop) -> PlatformClients:
     """One credential and the clients that share it, bound to ``loop`` (the SDKs bind to one)."""
     credential = build_credential(settings)
@@ -206,5 +225,6 @@ def build_platform_clients(settings: Settings, loop: asyncio.AbstractEventLoop) 
         vault=build_secret_client(settings, credential),
         leases=build_lease_container(settings, credential),
         authorization=build_authorization_client(settings, credential),
+        servicebus=build_servicebus_client(settings, credential),
         loop=loop,
     )

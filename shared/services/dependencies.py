@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.services.ports import Applications, Consent, Leases, RoleAssignments, Vault
+from shared.services.ports import Applications, Consent, Leases, Outbox, RoleAssignments, Vault
 from shared.settings import Settings
 
 Clock = Callable[[], dt.datetime]
@@ -29,6 +29,7 @@ class Dependencies:
     vault: Vault
     leases: Leases
     role_assignments: RoleAssignments
+    outbox: Outbox
     # The real time, or the emulator's when the service runs on one (shared.testing.use_clock).
     clock: Clock = utc_now
     # The service identity's own service principal, looked up once (the rotation sweep lists

@@ -21,6 +21,7 @@ from shared.domain.records import (
     StoredVersion,
 )
 from shared.domain.secret_value import SecretValue
+from shared.messages.envelope import Outbound
 
 
 class Applications(Protocol):
@@ -111,6 +112,12 @@ class RoleAssignments(Protocol):
     async def assign(self, assignment: Assignment) -> bool: ...
 
     async def remove(self, assignment: Assignment) -> bool: ...
+
+
+class Outbox(Protocol):
+    """Messages the service sends: replies, the rotation fan-out, events (Service Bus)."""
+
+    async def send(self, messages: Sequence[Outbound]) -> None: ...
 
 
 class Leases(Protocol):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from shared.domain.errors import PermanentError, TransientError
 from shared.messages.base import FieldError, RequestRejected
+from shared.messages.envelope import Inbound, reply_envelope
 from shared.messages.parsing import parse_request
 from shared.messages.replies import RegistrationReply, rejected
 from shared.messages.requests import DecommissionRequest, RegisterRequest
@@ -25,6 +26,28 @@ from shared.services.rotate_request import rotate_on_request
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+
+async def answer_and_reply(
+    dependencies: Callable[[], Dependencies], body: bytes, delivery: Delivery, request: Inbound
+) -> RegistrationReply:
+    """Answer one delivery, and send the reply correlated to the request
+    (shared.messages.envelope). A failed send raises ``TransientError``: the message is
+    redelivered, and the same reply sent again carries the same ``MessageId``, which Service
+    Bus's duplicate detection drops."""
+    reply = await answer(dependencies, body, delivery)
+    deps = dependencies()
+    settings = deps.settings
+    envelope = reply_envelope(
+        request,
+        reply,
+        results_queue=settings.results_queue,
+        namespace=settings.service_bus_host,
+        own_queues=settings.own_queues,
+    )
+    await deps.outbox.send([envelope])
+    log.info("registration.reply_sent", extra={"messageId": delivery.message_id, "queue": envelope.queue})
+    return reply
 
 
 async def answer(

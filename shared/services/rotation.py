@@ -19,6 +19,7 @@ from shared.domain.durations import parse_duration
 from shared.domain.errors import NotFound, PermanentError, PermissionDenied, PolicyViolation, TransientError
 from shared.domain.planner import Step, expects_secret, plan_rotation
 from shared.domain.records import AppRecord, StoredVersion
+from shared.messages.envelope import body_envelopes
 from shared.messages.replies import ReplyCredential
 from shared.messages.rotation import EventApp, RotationEvent, RotationMessage
 from shared.services.delivery import Delivery, retry_unless_last
@@ -197,3 +198,13 @@ def _permanent_reason(error: PermanentError) -> str:
     if isinstance(error, NotFound):
         return f"not-found:{error.code}"
     return f"refused:{error.code}"
+
+
+async def rotate_message_and_send(deps: Dependencies, body: bytes, delivery: Delivery) -> list[RotationEvent]:
+    """One delivery of a rotation message, its events sent to the events queue (each with a
+    ``MessageId`` derived from its body, so a redelivery's identical events are dropped by
+    duplicate detection)."""
+    events = await rotate_message(deps, body, delivery)
+    bodies = [e.model_dump_json(by_alias=True) for e in events]
+    await deps.outbox.send(body_envelopes(deps.settings.events_queue, "credential-event", bodies))
+    return events

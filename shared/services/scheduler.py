@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from shared.domain import stored
 from shared.domain.planner import Policy, triage
 from shared.domain.records import AppRecord, StoredVersion
+from shared.messages.envelope import body_envelopes
 from shared.messages.rotation import RotationMessage
 from shared.services.dependencies import Dependencies
 from shared.services.ownership import own_service_principal
@@ -108,3 +109,18 @@ def _plan_one(
         object_id=app.object_id, app_id=app.app_id, unique_name=app.unique_name, reasons=reasons
     )
     sweep.messages.append(message.model_dump_json(by_alias=True))
+
+
+async def schedule_and_send(deps: Dependencies) -> Sweep:
+    """One sweep, its rotation messages sent to the rotation queue and its events to the
+    events queue. Each message's id is derived from its body: a timer that fires twice within
+    the duplicate-detection window sends each application's message once."""
+    sweep = await schedule(deps)
+    settings = deps.settings
+    await deps.outbox.send(
+        [
+            *body_envelopes(settings.rotation_queue, "rotation", sweep.messages),
+            *body_envelopes(settings.events_queue, "credential-event", sweep.events),
+        ]
+    )
+    return sweep

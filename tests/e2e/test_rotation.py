@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from azure.functions.timer import TimerRequest
 
 from emulator.launcher import EmulatorClock, RunningEmulator
 from shared import testing
@@ -57,18 +56,15 @@ async def register(unique_name: str, credential: dict[str, Any] | None = None) -
 
 
 async def run_scheduler() -> tuple[list[str], list[dict[str, Any]]]:
-    rotations, events = harness.Outputs(), harness.Outputs()
-    await harness.functions()["rotation_scheduler"](TimerRequest(past_due=False), rotations, events)
-    return rotations.get(), [json.loads(e) for e in events.get()]
+    rotations, events = await harness.run_scheduler()
+    return rotations, [json.loads(e) for e in events]
 
 
 async def deliver_rotation(
     body: str, *, message_id: str | None = None, delivery_count: int = 1
 ) -> list[dict[str, Any]]:
-    events = harness.Outputs()
-    message = harness.message(body, message_id=message_id, delivery_count=delivery_count)
-    await harness.functions()["rotate_application"](message, events)
-    return [json.loads(e) for e in events.get()]
+    events = await harness.rotate(body, message_id=message_id, delivery_count=delivery_count)
+    return [json.loads(e) for e in events]
 
 
 async def settle_rotation(body: str, max_deliveries: int = 10) -> tuple[list[dict[str, Any]], int]:

@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from azure.functions.timer import TimerRequest
-
 from emulator.launcher import EmulatorClock, RunningEmulator
 from shared import testing
 from shared.domain.data_access import DATA_ROLES
@@ -154,10 +152,9 @@ async def sweep_once_proven_dead(emulator: RunningEmulator) -> None:
     testing.use_clock(clock.now)
     try:
         clock.advance("PT61M")
-        rotations, events = harness.Outputs(), harness.Outputs()
-        await harness.functions()["rotation_scheduler"](TimerRequest(past_due=False), rotations, events)
-        for body in rotations.get():
-            await harness.functions()["rotate_application"](harness.message(body), harness.Outputs())
+        rotations, _ = await harness.run_scheduler()
+        for body in rotations:
+            await harness.rotate(body)
     finally:
         testing.use_clock(None)
 

@@ -26,7 +26,6 @@ import uuid
 from typing import Any
 
 import pytest
-from azure.functions.timer import TimerRequest
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
@@ -210,12 +209,16 @@ class Model(RuleBasedStateMachine):
         self.sweep(1, "none", 0)
 
     def sweep(self, n: int, fault: str, seed: int) -> None:
-        rotations, events = harness.Outputs(), harness.Outputs()
         at = self.clock.now()
-        self.run(harness.functions()["rotation_scheduler"](TimerRequest(past_due=False), rotations, events))
+        rotations: list[str] = []
+
+        async def timer() -> None:
+            rotations.extend((await harness.run_scheduler())[0])
+
+        self.run(timer())
         self.admin.faults(FAULTS[fault], seed=seed)
         try:
-            for body in rotations.get():
+            for body in rotations:
                 self.run(*(self.rotation(body) for _ in range(n)))
         finally:
             self.admin.clear_faults()
@@ -225,9 +228,7 @@ class Model(RuleBasedStateMachine):
         message_id = str(uuid.uuid4())
         for count in range(1, 11):
             try:
-                await harness.functions()["rotate_application"](
-                    harness.message(body, message_id=message_id, delivery_count=count), harness.Outputs()
-                )
+                await harness.rotate(body, message_id=message_id, delivery_count=count)
                 return
             except Exception:  # abandoned: Service Bus redelivers
                 if count == 10:

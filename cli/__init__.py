@@ -1,0 +1,1 @@
+"""``appreg``: the integrator's command line for the registration service (Service Bus)."""

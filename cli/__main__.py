@@ -1,0 +1,3 @@
+from cli.appreg import main
+
+main()
