@@ -4,6 +4,7 @@ credentials in the tenant, versions in the vault, and that the stored secret aut
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -477,3 +478,20 @@ async def test_no_secret_value_in_events_or_logs(
     assert secrets
     text = json.dumps(events) + "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert not [s for s in secrets if s in text]
+
+
+async def test_concurrent_rotations_each_send_their_event(emulator: RunningEmulator) -> None:
+    """Deliveries running at once (the host's maxConcurrentCalls) share one sender per queue:
+    each one's event reaches the events queue (a shared sender once refused concurrent sends)."""
+    for i in range(6):
+        await register(f"concurrent-{i}", {"type": "secret", "lifetime": "P3M"})
+    clock = EmulatorClock(emulator.admin)
+    testing.use_clock(clock.now)
+    try:
+        clock.advance("P75D")
+        rotations, _ = await run_scheduler()
+        sent = await asyncio.gather(*(harness.rotate(body) for body in rotations))
+    finally:
+        testing.use_clock(None)
+    rotated = sorted(json.loads(e)["app"]["uniqueName"] for events in sent for e in events)
+    assert rotated == [f"concurrent-{i}" for i in range(6)]
