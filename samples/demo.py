@@ -29,10 +29,11 @@ SAMPLES = Path(__file__).resolve().parent
 ROOT = SAMPLES.parent
 
 
-async def authenticates(
-    settings: dict[str, str], client_id: str, secret_name: str, version: str | None
-) -> bool:
-    """Read the stored secret as the service does and get a token with it, as a consumer would."""
+async def token_with_stored_secret(
+    settings: dict[str, str], client_id: str, secret_name: str, version: str | None, scope: str
+) -> str:
+    """Read the stored secret as the service does and get a token with it for ``scope``, as a
+    consumer would."""
     from azure.identity.aio import ClientSecretCredential
 
     from shared import bootstrap
@@ -47,36 +48,31 @@ async def authenticates(
         disable_instance_discovery=True,
     )
     try:
-        return bool((await credential.get_token("https://graph.microsoft.com/.default")).token)
+        return (await credential.get_token(scope)).token
     finally:
         await credential.close()
+
+
+async def authenticates(
+    settings: dict[str, str], client_id: str, secret_name: str, version: str | None
+) -> bool:
+    """Whether the stored secret gets a Microsoft Graph token."""
+    scope = "https://graph.microsoft.com/.default"
+    return bool(await token_with_stored_secret(settings, client_id, secret_name, version, scope))
 
 
 # Azure RBAC applies a new role assignment, or a removal, within minutes; the emulator's data
 # planes honour one 5 minutes (emulator clock) after the change.
 RBAC_PROPAGATION = "PT5M"
+DICOM_SCOPE = "https://dicom.healthcareapis.azure.com/.default"
+# What a user reads of each kind of service: (its name, the path of the read).
 DATA_READS = {"fhir": ("FHIR", "/Patient"), "dicom": ("DICOM", "/v2/studies")}
 
 
-async def data_plane_token(settings: dict[str, str], client_id: str, secret_name: str, scope: str) -> str:
-    """A token for a FHIR or DICOM service, got with the stored secret as a consumer gets it."""
-    from azure.identity.aio import ClientSecretCredential
-
-    from shared import bootstrap
-
-    value = await bootstrap.dependencies().vault.read(secret_name)
-    credential = ClientSecretCredential(
-        settings["AZURE_TENANT_ID"],
-        client_id,
-        value.reveal(),
-        authority=settings["AZURE_AUTHORITY_HOST"],
-        connection_verify=settings["PLATFORM_CA_FILE"],
-        disable_instance_discovery=True,
-    )
-    try:
-        return (await credential.get_token(scope)).token
-    finally:
-        await credential.close()
+def data_read(access: dict[str, Any]) -> tuple[str, str]:
+    """The kind's name and read path for one ``dataAccess`` reply entry (a DICOM service's
+    token scope is the one DICOM audience)."""
+    return DATA_READS["dicom" if access["scope"] == DICOM_SCOPE else "fhir"]
 
 
 async def read_data(settings: dict[str, str], token: str, access: dict[str, Any]) -> int:
@@ -84,16 +80,11 @@ async def read_data(settings: dict[str, str], token: str, access: dict[str, Any]
     ``GET /Patient`` or DICOM's ``GET /v2/studies``."""
     import httpx
 
-    kind = "fhir" if "/fhir/" in access["url"] or ".fhir." in access["url"] else "dicom"
     async with httpx.AsyncClient(verify=settings["PLATFORM_CA_FILE"]) as http:
         response = await http.get(
-            access["url"] + DATA_READS[kind][1], headers={"Authorization": f"Bearer {token}"}
+            access["url"] + data_read(access)[1], headers={"Authorization": f"Bearer {token}"}
         )
     return response.status_code
-
-
-def data_kind(access: dict[str, Any]) -> str:
-    return DATA_READS["fhir" if "/fhir/" in access["url"] or ".fhir." in access["url"] else "dicom"][0]
 
 
 async def data_access_demo(
@@ -105,17 +96,19 @@ async def data_access_demo(
     for access in entries:
         print(f"    data access  {access['service']}: {access['roles']} at {access['url']}")
         print(f"                 token scope {access['scope']}")
-        tokens[access["service"]] = await data_plane_token(
-            emulator.settings, app["clientId"], secret_name, access["scope"]
+        tokens[access["service"]] = await token_with_stored_secret(
+            emulator.settings, app["clientId"], secret_name, None, access["scope"]
         )
     for access in entries:
         status = await read_data(emulator.settings, tokens[access["service"]], access)
-        print(f"    before the roles apply, {data_kind(access)} answers {status}")
+        print(f"    before the roles apply, {data_read(access)[0]} answers {status}")
     emulator.admin.advance(RBAC_PROPAGATION)
     print("    clock advanced 5 minutes (Azure RBAC applies role assignments within minutes)")
     for access in entries:
         status = await read_data(emulator.settings, tokens[access["service"]], access)
-        print(f"    the new client reads {data_kind(access)}: {'yes' if status == 200 else 'NO'} ({status})")
+        print(
+            f"    the new client reads {data_read(access)[0]}: {'yes' if status == 200 else 'NO'} ({status})"
+        )
     return tokens
 
 
@@ -138,7 +131,7 @@ async def decommission_demo(emulator: RunningEmulator, reply: dict[str, Any], to
     emulator.admin.advance(RBAC_PROPAGATION)
     for access in reply["dataAccess"]:
         status = await read_data(emulator.settings, tokens[access["service"]], access)
-        print(f"    with a token got before, {data_kind(access)} now answers {status}")
+        print(f"    with a token got before, {data_read(access)[0]} now answers {status}")
 
 
 def show_credential(label: str, credential: dict[str, Any]) -> None:

@@ -243,19 +243,8 @@ class Settings(BaseSettings):
     @field_validator("api_policy", mode="before")
     @classmethod
     def _api_policy(cls, value: object) -> Mapping[str, ApiEntry]:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise ValueError(
-                    "must be a JSON object: catalog name -> {resource, delegated, application}"
-                ) from None
-        if not isinstance(value, Mapping):
-            raise ValueError("must be a JSON object: catalog name -> {resource, delegated, application}")
         policy = dict(DEFAULT_API_POLICY)
-        for name, entry in value.items():
-            if not isinstance(name, str) or not re.fullmatch(CATALOG_NAME_PATTERN, name):
-                raise ValueError("catalog names are lower-case letters, digits and '-'")
+        for name, entry in _catalog(value, "{resource, delegated, application}").items():
             if entry is None:
                 policy.pop(name, None)
             elif isinstance(entry, ApiEntry):
@@ -267,25 +256,14 @@ class Settings(BaseSettings):
     @field_validator("health_data_services", mode="before")
     @classmethod
     def _health_data_services(cls, value: object) -> Mapping[str, HealthDataService]:
-        shape = 'must be a JSON object: catalog name -> {"resourceId", "url"}'
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise ValueError(shape) from None
-        if not isinstance(value, Mapping):
-            raise ValueError(shape)
+        shape = '{"resourceId", "url"}'
         catalog: dict[str, HealthDataService] = {}
-        for name, entry in value.items():
+        for name, entry in _catalog(value, shape).items():
             if isinstance(entry, HealthDataService):
                 catalog[name] = entry
                 continue
-            if not isinstance(name, str) or not re.fullmatch(CATALOG_NAME_PATTERN, name):
-                raise ValueError("catalog names are lower-case letters, digits and '-'")
             if not isinstance(entry, Mapping) or set(entry) != {"resourceId", "url"}:
-                raise ValueError(
-                    f"entry {name!r} {shape.removeprefix('must be a JSON object: catalog name -> ')}"
-                )
+                raise ValueError(f"entry {name!r} must be {shape}")
             resource_id, url = entry["resourceId"], entry["url"]
             if not isinstance(resource_id, str) or not isinstance(url, str):
                 raise ValueError(f"entry {name!r}: resourceId and url are strings")
@@ -392,6 +370,22 @@ class Settings(BaseSettings):
         if not self.default_secret_lifetime.never_exceeds(self.max_secret_lifetime):
             raise ValueError("DEFAULT_SECRET_LIFETIME must not exceed MAX_SECRET_LIFETIME")
         return self
+
+
+def _catalog(value: object, shape: str) -> Mapping[str, object]:
+    """A setting that maps catalog names to entries: a JSON object (or a mapping already), every
+    name lower-case letters, digits and '-'; raises ``ValueError`` naming the entries' ``shape``."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f"must be a JSON object: catalog name -> {shape}") from None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a JSON object: catalog name -> {shape}")
+    for name in value:
+        if not isinstance(name, str) or not re.fullmatch(CATALOG_NAME_PATTERN, name):
+            raise ValueError("catalog names are lower-case letters, digits and '-'")
+    return value
 
 
 def _api_entry(name: str, entry: object) -> ApiEntry:

@@ -44,7 +44,10 @@ class _Namespace:
         self.client: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.receivers: dict[str, Any] = {}
-        self.replies: dict[str, list[dict[str, Any]]] = {}
+        # By the request message id a reply correlates to: the first reply received, and those
+        # received but not yet handed to their caller.
+        self.first_reply: dict[str, dict[str, Any]] = {}
+        self.unread: dict[str, list[dict[str, Any]]] = {}
 
     async def receiver(self, queue: str) -> Any:
         from azure.servicebus import ServiceBusReceiveMode
@@ -79,10 +82,9 @@ class _Namespace:
         receiver = await self.receiver(queue)
         deadline = asyncio.get_running_loop().time() + wait
         while True:
-            pending = self.replies.get(message_id)
-            if pending and pending[-1].get("_unread", True):
-                pending[-1]["_unread"] = False
-                return {k: v for k, v in pending[-1].items() if k != "_unread"}
+            pending = self.unread.get(message_id)
+            if pending:
+                return pending.pop(0)
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 return None
@@ -90,8 +92,9 @@ class _Namespace:
             for m in batch:
                 outputs.append(text(m))
                 reply = json.loads(text(m))
-                reply["_unread"] = True
-                self.replies.setdefault(str(m.correlation_id), []).append(reply)
+                correlation = str(m.correlation_id)
+                self.first_reply.setdefault(correlation, reply)
+                self.unread.setdefault(correlation, []).append(reply)
 
     async def close(self) -> None:
         if self.client is not None:
@@ -119,7 +122,8 @@ def queue_counts() -> dict[str, int]:
 
 def forget() -> None:
     """The emulator was reset: replies received before belong to another test."""
-    namespace.replies.clear()
+    namespace.first_reply.clear()
+    namespace.unread.clear()
 
 
 def functions() -> dict[str, Callable[..., Any]]:
@@ -165,10 +169,10 @@ async def register(
         failures.append(exception_text(error))
         raise
     results = os.environ.get("RESULTS_QUEUE", "app-registration-results")
-    seen = message_id in namespace.replies
+    seen = message_id in namespace.first_reply
     reply = await namespace.reply_to(message_id, results, DUPLICATE_WAIT if seen else REPLY_WAIT)
     if reply is None and seen:
-        reply = {k: v for k, v in namespace.replies[message_id][0].items() if k != "_unread"}
+        reply = dict(namespace.first_reply[message_id])
     assert reply is not None, f"no reply to {message_id}"
     return reply
 

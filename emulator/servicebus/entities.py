@@ -385,13 +385,16 @@ class Queue:
             message = sub.take(key, now)
             if message is None:
                 break
-            if delete:
-                del sub.messages[message.sequence_number]
-                out.append(Delivered(None, message.render(), message.sequence_number))
-            else:
-                token = sub.lock(message, until, owner)
-                out.append(Delivered(token, message.render(), message.sequence_number))
+            out.append(self._hand_out(sub, message, until, owner, delete))
         return out
+
+    @staticmethod
+    def _hand_out(sub: SubQueue, message: Stored, until: dt.datetime, owner: str, delete: bool) -> Delivered:
+        """One message to a receiver: gone (receive-and-delete), or locked until ``until``."""
+        if delete:
+            del sub.messages[message.sequence_number]
+            return Delivered(None, message.render(), message.sequence_number)
+        return Delivered(sub.lock(message, until, owner), message.render(), message.sequence_number)
 
     def locked(self, sub: SubQueue, token: uuid.UUID, now: dt.datetime, session_id: str | None) -> Stored:
         """The message ``token`` locks, if the lock (or its session's) is still held."""
@@ -504,15 +507,7 @@ class Queue:
             until = held.locked_until
         else:
             until = now + self.settings.lock_duration
-        out = []
-        for message in messages:
-            if delete:
-                del sub.messages[message.sequence_number]
-                out.append(Delivered(None, message.render(), message.sequence_number))
-            else:
-                token = sub.lock(message, until, owner)
-                out.append(Delivered(token, message.render(), message.sequence_number))
-        return out
+        return [self._hand_out(sub, message, until, owner, delete) for message in messages]
 
     # -- sessions ---------------------------------------------------------------------------
 

@@ -253,9 +253,13 @@ def plan_assignments(
     """(to make, to remove): a wanted role the principal does not hold at the service yet is
     made (one it holds through anyone's assignment is held already); the service's own
     assignments that are no longer wanted are removed; anyone else's are left alone."""
-    catalog = list(services)
     held = {(e.scope.lower(), e.role_definition_id.rsplit("/", 1)[-1].lower()) for e in existing}
     names = {a.name for a in wanted}
-    ours = [a for a in (made_by_service(e, catalog) for e in existing) if a is not None]
     to_make = [a for a in wanted if (a.scope.lower(), a.role.id) not in held]
-    return to_make, [a for a in ours if a.name not in names]
+    return to_make, [a for a in services_own(existing, services) if a.name not in names]
+
+
+def services_own(existing: Sequence[Existing], services: Iterable[HealthDataService]) -> list[Assignment]:
+    """Of ``existing``, the assignments the service made (``made_by_service``)."""
+    catalog = list(services)
+    return [a for a in (made_by_service(e, catalog) for e in existing) if a is not None]

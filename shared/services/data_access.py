@@ -16,6 +16,7 @@ from shared.domain.data_access import (
     Existing,
     desired_assignments,
     plan_assignments,
+    services_own,
 )
 from shared.domain.errors import NotFound
 from shared.domain.records import AppRecord
@@ -71,8 +72,7 @@ async def data_roles_of(deps: Dependencies, app: AppRecord) -> list[Assignment]:
         sp_id = await deps.applications.service_principal_id_of(app.app_id)
     except NotFound:
         return []
-    existing = await assignments_of(deps, policy, sp_id)
-    return plan_assignments([], existing, policy.services.values())[1]
+    return services_own(await assignments_of(deps, policy, sp_id), policy.services.values())
 
 
 async def remove_data_access(deps: Dependencies, assignments: list[Assignment]) -> None:
