@@ -2,8 +2,9 @@
 
 reset, snapshot, the clock, bulk seeding, the request log, fault rules, the tenant's
 app-management policy, the secret values issued (for the leak detector), the blob leases, every
-Azure role assignment (live and deleted), the data planes' RBAC propagation delay, and the
-Service Bus queues (counts, settings, every message, expiring every lock at once).
+Azure role assignment (live and deleted), the data planes' RBAC propagation delay, the
+Service Bus queues (counts, settings, every message, expiring every lock at once), and workload
+tokens from the test OIDC issuer.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from emulator.clock import add_iso_duration, iso, parse_iso
 from emulator.errors import PlatformError
 from emulator.identity import GRAPH_AUDIENCES
 from emulator.model import APPLICATION_DEFAULTS, SERVICE_PRINCIPAL_DEFAULTS, complete
+from emulator.oidc import DEFAULT_LIFETIME_SECONDS, TOKEN_EXCHANGE_AUDIENCE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -59,6 +61,7 @@ class ControlPlane:
                 methods=["POST"],
             ),
             Route("/_emulator/servicebus/queues/{name}/messages", self.servicebus_messages, methods=["GET"]),
+            Route("/_emulator/oidc/token", self.oidc_token, methods=["POST"]),
         ]
 
     def _admin(self, request: Request) -> None:
@@ -119,6 +122,7 @@ class ControlPlane:
                     yield chunk
                 yield "]"
             yield ', "owners": ' + json.dumps(directory.owners)
+            yield ', "certificates": ' + json.dumps(self.platform.certificates.snapshot())
             yield ', "vault": ' + json.dumps(self.platform.vault.snapshot()) + "}"
 
         return StreamingResponse(body(), media_type="application/json")
@@ -231,28 +235,32 @@ class ControlPlane:
         self._admin(request)
         if request.method == "PUT":
             body = await self._json(request)
-            unknown = set(body) - {"maxSecretLifetime", "secretsAllowed"}
+            unknown = set(body) - {"maxSecretLifetime", "secretsAllowed", "maxCertificateLifetime"}
             if unknown:
                 raise _bad(f"unknown policy fields {sorted(unknown)}")
-            lifetime = body.get("maxSecretLifetime")
-            if lifetime is not None:
-                try:
-                    add_iso_duration(dt.datetime.now(dt.UTC), str(lifetime))
-                except ValueError as exc:
-                    raise _bad(str(exc)) from None
+            for field in ("maxSecretLifetime", "maxCertificateLifetime"):
+                if body.get(field) is not None:
+                    try:
+                        add_iso_duration(dt.datetime.now(dt.UTC), str(body[field]))
+                    except ValueError as exc:
+                        raise _bad(f"{field}: {exc}") from None
             self.platform.policy = {
-                "maxSecretLifetime": lifetime,
+                "maxSecretLifetime": body.get("maxSecretLifetime"),
                 "secretsAllowed": bool(body.get("secretsAllowed", True)),
+                # appManagementPolicy keyCredentials restriction asymmetricKeyLifetime
+                "maxCertificateLifetime": body.get("maxCertificateLifetime"),
             }
         return JSONResponse(self.platform.policy)
 
     async def secrets(self, request: Request) -> JSONResponse:
-        """Every secret value the emulator issued or stored, for the leak detector."""
+        """Every secret value the emulator issued or stored, for the leak detector, and every
+        private key it generated for a certificate (the base64 of its PKCS#8 DER)."""
         self._admin(request)
         values = (
             self.platform.issued_secrets
             | set(self.platform.directory.secret_values.values())
             | set(self.platform.vault.issued_values())
+            | set(self.platform.certificates.issued_values())
         )
         return JSONResponse({"values": sorted(values)})
 
@@ -333,3 +341,34 @@ class ControlPlane:
         state, counts, lock, properties and body (base64 for data sections)."""
         self._admin(request)
         return JSONResponse({"value": self.platform.servicebus.messages(self._queue_name(request))})
+
+    # -- the test OIDC issuer ------------------------------------------------------------------
+
+    async def oidc_token(self, request: Request) -> JSONResponse:
+        """A workload token from the test issuer, as a CI job or a cluster would get one:
+        ``{"subject", "audience" (default api://AzureADTokenExchange; a string or a list),
+        "lifetimeSeconds" (default 600, at most 86400), "claims" (added last, may replace any)}``
+        -> ``{"token", "issuer"}``."""
+        self._admin(request)
+        body = await self._json(request)
+        unknown = set(body) - {"subject", "audience", "lifetimeSeconds", "claims"}
+        if unknown:
+            raise _bad(f"unknown fields {sorted(unknown)}")
+        subject = body.get("subject")
+        audience = body.get("audience", TOKEN_EXCHANGE_AUDIENCE)
+        lifetime = body.get("lifetimeSeconds", DEFAULT_LIFETIME_SECONDS)
+        claims = body.get("claims", {})
+        if not isinstance(subject, str) or not subject:
+            raise _bad("subject must be a non-empty string")
+        if not (
+            isinstance(audience, str)
+            or (isinstance(audience, list) and audience and all(isinstance(a, str) for a in audience))
+        ):
+            raise _bad("audience must be a string or a list of strings")
+        if not isinstance(lifetime, int) or isinstance(lifetime, bool) or not 0 < lifetime <= 86400:
+            raise _bad("lifetimeSeconds must be an integer, 1 to 86400")
+        if not isinstance(claims, dict):
+            raise _bad("claims must be a JSON object")
+        issuer = self.platform.identity.test_issuer
+        token = issuer.mint(subject, audience, lifetime, claims)
+        return JSONResponse({"token": token, "issuer": issuer.url})

@@ -35,6 +35,8 @@ STORAGE_PREFIX = "/devstoreaccount1/"
 ARM_PREFIX = "/subscriptions/"
 FHIR_PREFIX = "/fhir/"
 DICOM_PREFIX = "/dicom/"
+# Key Vault's collections: secrets (emulator.keyvault), certificates and keys.
+KEY_VAULT_PREFIXES = ("/secrets", "/deletedsecrets", "/certificates", "/deletedcertificates", "/keys")
 # Service Bus's REST send, ``/{queue}/messages`` (emulator.servicebus.rest): the queue name
 # stands where the namespace's host would.
 SERVICE_BUS_PATH = re.compile(r"^/[^/]+/messages/?$")
@@ -67,7 +69,7 @@ class PlatformError(Exception):
 def service_of(path: str) -> Service:
     if path.startswith("/v1.0") or path.startswith("/beta"):
         return "graph"
-    if path.startswith("/secrets") or path.startswith("/deletedsecrets"):
+    if path.startswith(KEY_VAULT_PREFIXES):
         return "keyvault"
     if path.startswith("/_emulator"):
         return "control"

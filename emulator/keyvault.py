@@ -18,6 +18,10 @@ The quirks imitated, each as Key Vault shows them:
 - update, delete and recover answers carry no value; only get and set do.
 - versions are listed in version-id order, not by age, as Key Vault does: a client
   that needs the newest reads ``created``.
+- a certificate's secret (emulator.keyvault_certificates puts it here) is *managed*: its bundle
+  and items say ``managed: true``, the bundle names the certificate's key (``kid``), and a set
+  on its name is refused (403 ``Forbidden``, this emulator's wording: Microsoft does not
+  document the answer).
 
 One cohesive thing, the secrets data plane, state and wire format together, hence its length.
 """
@@ -100,6 +104,7 @@ class Version:
 class Secret:
     name: str
     versions: list[Version] = field(default_factory=list)  # in creation order: the last is the latest
+    managed: bool = False  # a certificate's secret: its versions are the certificate's
     deleted_date: int | None = None
     scheduled_purge_date: int | None = None
 
@@ -172,11 +177,49 @@ class Vault:
             )
         if secret is None:
             secret = self._secrets[name.lower()] = Secret(name)
+        if secret.managed:
+            raise PlatformError(
+                403, "Forbidden", "Operation set is not allowed on a managed secret.", service="keyvault"
+            )
         now = self._now()
         version = Version(uuid.uuid4().hex, value, content_type, tags, enabled, nbf, exp, now, now)
         secret.versions.append(version)
         self._values.append(value)
         return secret, version
+
+    def reserve_managed(self, name: str) -> None:
+        """Refuse, before a certificate is made, a name that a secret of its own holds: the
+        certificate's secret would join its versions. (409 ``Conflict``, this emulator's wording.)"""
+        self._purge_due()
+        secret = self._secrets.get(name.lower())
+        if secret is not None and not secret.managed:
+            raise PlatformError(
+                409,
+                "Conflict",
+                f"A secret named {secret.name} exists in this key vault and is not managed by a certificate.",
+                service="keyvault",
+            )
+
+    def add_managed(
+        self,
+        name: str,
+        version: str,
+        value: str,
+        *,
+        content_type: str,
+        enabled: bool,
+        nbf: int,
+        exp: int,
+        holds_private_key: bool,
+    ) -> None:
+        """A certificate version's secret, with the certificate's version id and attributes. A
+        value holding the private key joins the values the leak detector looks for."""
+        self.reserve_managed(name)
+        secret = self._secrets.setdefault(name.lower(), Secret(name, managed=True))
+        now = self._now()
+        secret.versions.append(Version(version, value, content_type, None, enabled, nbf, exp, now, now))
+        if holds_private_key:
+            self._values.append(value)
 
     def get(self, name: str, version: str = "") -> tuple[Secret, Version]:
         """The version asked for (the latest when empty), refused while it is disabled."""
@@ -260,6 +303,7 @@ class Vault:
                         "scheduledPurgeDate": secret.scheduled_purge_date,
                     },
                     "latest": secret.latest.version,
+                    "managed": secret.managed,
                     "versions": [
                         {
                             "version": v.version,
@@ -304,11 +348,15 @@ def _item(vault_url: str, secret: Secret, v: Version, *, with_version: bool) -> 
         body["contentType"] = v.content_type
     if v.tags is not None:
         body["tags"] = v.tags
+    if secret.managed:
+        body["managed"] = True
     return body
 
 
 def _bundle(vault_url: str, secret: Secret, v: Version, *, with_value: bool) -> dict[str, Any]:
     body = _item(vault_url, secret, v, with_version=True)
+    if secret.managed:  # the certificate's key, of the same version
+        body["kid"] = f"{vault_url}/keys/{secret.name}/{v.version}"
     return {"value": v.value, **body} if with_value else body
 
 

@@ -16,10 +16,18 @@ from emulator.faults import FaultEngine
 from emulator.healthdata import HealthService
 from emulator.identity import MANAGEMENT_AUDIENCE, IdentityPlatform
 from emulator.keyvault import Vault
+from emulator.keyvault_certificates import CertificateStore
+from emulator.keyvault_keys import KeyStore
 from emulator.seed import SUBSCRIPTION_ID, AzureSeed, Seeded, new_client_secret, seed, seed_azure
 from emulator.servicebus.auth import entra_verifier
 from emulator.servicebus.namespace import Namespace
 from emulator.storage import ACCOUNT, Storage
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "maxSecretLifetime": None,
+    "secretsAllowed": True,
+    "maxCertificateLifetime": None,
+}
 
 
 class Platform:
@@ -38,10 +46,14 @@ class Platform:
         self.directory = Directory(self.clock, self.tenant_id)
         self.seeded: Seeded = seed(self.directory, self._service_secret, self._admin_secret)
         self.vault = Vault(self.clock)
+        # the vault's keys and certificates, which share its secrets as Key Vault's do
+        self.keys = KeyStore(self.clock)
+        self.certificates = CertificateStore(self.clock, self.vault, self.keys)
         # The function app's own storage account (AzureWebJobsStorage): the per-application leases.
         self.storage = Storage(self.clock)
-        # Tenant app-management policy: {"maxSecretLifetime": "P90D" | None, "secretsAllowed": bool}
-        self.policy: dict[str, Any] = {"maxSecretLifetime": None, "secretsAllowed": True}
+        # Tenant app-management policy: {"maxSecretLifetime": "P90D" | None, "secretsAllowed": bool,
+        # "maxCertificateLifetime": "P180D" | None}
+        self.policy: dict[str, Any] = dict(DEFAULT_POLICY)
         # Azure Resource Manager (role assignments) and the Health Data Services data planes
         self.arm = ResourceManager(self.clock, self.directory, self.tenant_id, SUBSCRIPTION_ID)
         self.azure: AzureSeed = seed_azure(self.arm, self.seeded)
@@ -57,14 +69,20 @@ class Platform:
         """Back to the seeded tenant, an empty vault, the seeded subscription (its role
         assignments, the default propagation delay) and empty queues with their default
         settings; the identities and the Service Bus key stay."""
-        self.issued_secrets |= set(self.directory.secret_values.values()) | set(self.vault.issued_values())
+        self.issued_secrets |= (
+            set(self.directory.secret_values.values())
+            | set(self.vault.issued_values())
+            | set(self.certificates.issued_values())
+        )
         self.clock.reset()
         self.faults.reset()
         self.directory = Directory(self.clock, self.tenant_id)
         self.seeded = seed(self.directory, self._service_secret, self._admin_secret)
         self.vault = Vault(self.clock)
+        self.keys = KeyStore(self.clock)
+        self.certificates = CertificateStore(self.clock, self.vault, self.keys)
         self.storage = Storage(self.clock)
-        self.policy = {"maxSecretLifetime": None, "secretsAllowed": True}
+        self.policy = dict(DEFAULT_POLICY)
         self.arm = ResourceManager(self.clock, self.directory, self.tenant_id, SUBSCRIPTION_ID)
         self.azure = seed_azure(self.arm, self.seeded)
         self.servicebus.reset()
@@ -93,6 +111,9 @@ class Platform:
             "EMULATOR_URL": self.base_url,
             "EMULATOR_ADMIN_CLIENT_ID": self.seeded.admin.app_id,
             "EMULATOR_ADMIN_CLIENT_SECRET": self.seeded.admin.secret,
+            "EMULATOR_OIDC_ISSUER": self.identity.test_issuer.url,
+            # The service's issuer allow-list: the test issuer alone, so tests and the demo may use it.
+            "FEDERATED_ISSUERS": self.identity.test_issuer.url,
             **self.servicebus_settings(),
         }
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from emulator import arm, graph, healthdata, keyvault, storage, tls
+from emulator import arm, graph, healthdata, keyvault, keyvault_certificates, keyvault_keys, storage, tls
 from emulator.control import ControlPlane
 from emulator.errors import PlatformError, render, service_of
 from emulator.faults import FaultMiddleware
@@ -57,6 +57,10 @@ def build_app(platform: Platform) -> ASGIApp:
             *ControlPlane(platform).routes(),
             *graph.routes(platform),
             *keyvault.routes(platform.base_url, platform.identity, lambda: platform.vault),
+            *keyvault_certificates.routes(
+                platform.base_url, platform.identity, lambda: platform.certificates
+            ),
+            *keyvault_keys.routes(platform.base_url, platform.identity, lambda: platform.keys),
             *storage.routes(platform.identity, lambda: platform.storage),
             *arm.routes(platform.identity, lambda: platform.arm),
             *healthdata.routes(platform.identity, lambda: platform.arm, (platform.fhir, platform.dicom)),

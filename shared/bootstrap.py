@@ -19,7 +19,9 @@ from shared.adapters.clients import PlatformClients, build_platform_clients
 from shared.adapters.graph.applications import ApplicationsGateway
 from shared.adapters.graph.calls import GRAPH_WRITE_BURST, GRAPH_WRITES_PER_SECOND, GraphCalls, WritePacer
 from shared.adapters.graph.consent import ConsentGateway
+from shared.adapters.graph.keys import KeyCredentialsGateway
 from shared.adapters.keyvault import KeyVaultGateway
+from shared.adapters.keyvault_certificates import CertificatesGateway
 from shared.adapters.leases import BlobLeases
 from shared.adapters.servicebus import ServiceBusOutbox
 from shared.services.dependencies import Dependencies, utc_now
@@ -71,6 +73,8 @@ def dependencies() -> Dependencies:
             leases=BlobLeases(clients.leases),
             role_assignments=RoleAssignmentsGateway(clients.authorization),
             outbox=ServiceBusOutbox(clients.servicebus),
+            keys=KeyCredentialsGateway(calls),
+            certificates=CertificatesGateway(clients.certificates, clients.cryptography),
             clock=CLOCK,
         )
     return _process.dependencies

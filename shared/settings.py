@@ -40,6 +40,7 @@ _PERMISSION_NAME = re.compile(r"[A-Za-z0-9._-]{1,120}")
 _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+")
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])")
 _TAG = re.compile(r"[^\s\"'\x00-\x1f\x7f]{1,256}")
+_ISSUER = re.compile(r"https://[^\s?#*/]+(?:/[^\s?#*]*)?")
 
 
 def _duration(default: str, env: str, description: str) -> Any:
@@ -163,6 +164,12 @@ class Settings(BaseSettings):
         description="Comma-separated domains https redirect URIs must be on (subdomains included); "
         "empty: any host that passes the contract's rules.",
     )
+    federated_issuers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        alias="FEDERATED_ISSUERS",
+        description="The issuers (https URLs, exactly as their tokens' `iss`) a ticket's federated "
+        "credentials may trust: a JSON array or comma-separated; empty: none.",
+    )
 
     rotation_schedule: str = Field(default="0 0 3 * * *", alias="ROTATION_SCHEDULE")
     rotation_window: Duration = _duration(
@@ -175,6 +182,13 @@ class Settings(BaseSettings):
         "PT1H", "ROTATION_SAFETY_AGE", "Credentials younger than this are never removed as unstored."
     )
     rotation_dry_run: bool = Field(default=False, alias="ROTATION_DRY_RUN")
+    certificate_issuer: str = Field(
+        default="Self",
+        alias="CERTIFICATE_ISSUER",
+        pattern=r"^[A-Za-z0-9-]{1,127}$",
+        description="The Key Vault issuer of the certificates the service creates: Self (self-signed), or "
+        "the name of a CA-integrated issuer configured in the vault (DigiCert, GlobalSign).",
+    )
     service_tag: str = Field(
         default="managed-by:entra-app-registration-service",
         alias="SERVICE_TAG",
@@ -292,6 +306,23 @@ class Settings(BaseSettings):
             if not isinstance(domain, str) or not _DOMAIN.fullmatch(domain):
                 raise ValueError("each domain must be a DNS name with at least two labels, e.g. contoso.com")
         return value
+
+    @field_validator("federated_issuers", mode="before")
+    @classmethod
+    def _issuers(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    raise ValueError("must be a JSON array of issuer URLs, or comma-separated URLs") from None
+            else:
+                value = [i.strip() for i in text.split(",") if i.strip()]
+        issuers = list(value) if isinstance(value, list | tuple) else None
+        if issuers is None or not all(isinstance(i, str) and _ISSUER.fullmatch(i) for i in issuers):
+            raise ValueError("each issuer must be an https:// URL without whitespace, query or fragment")
+        return tuple(issuers)
 
     @field_validator("rotation_schedule")
     @classmethod

@@ -11,6 +11,12 @@ values: those the emulator issued (addPassword, Key Vault, across resets: one
 ``issued_secrets()`` call per test), the service identity's ``AZURE_CLIENT_SECRET`` and the
 admin's.
 
+Key material counts too: every private key the emulator generates for a certificate is among the
+issued values as the base64 of its PKCS#8 DER, and so is each exportable certificate's PFX (the
+base64 Key Vault hands out as its secret); and any PEM private-key block
+(``-----BEGIN … PRIVATE KEY-----``, an exportable certificate's PEM secret among them) is a leak
+wherever it appears, whoever made the key.
+
 An exception is searched whole (``exception_text``): every exception of its ``__cause__`` and
 ``__context__`` chain, suppressed or not, and every string or bytes value reachable from each
 through attributes, containers and arguments (an azure-core error keeps the request it failed
@@ -32,6 +38,10 @@ from tests import harness
 from tests.reachable import exception_text
 
 MIN_SECRET_LENGTH = 16
+# Key material (a PKCS#8 key, a PFX: a thousand characters and more in base64) is looked for whole,
+# with ``in``: the windows the short secrets are found by would cost its length per character.
+LONG_SECRET_LENGTH = 256
+PEM_PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 # The service's own loggers: an exception they log is read whole (``exception_text``). An SDK
 # logger's exception (azure-identity warns with the failed token request, whose body holds the
 # client secret a test consumer just tried) is read as a handler would write it: formatted.
@@ -43,9 +53,10 @@ _FORMATTER = logging.Formatter()
 class Leak:
     where: str
     hint: str  # the secret's first three characters, as Entra shows them; never the value
+    what: str = "a secret"
 
     def __str__(self) -> str:
-        return f"a secret ({self.hint}...) appears in {self.where}"
+        return f"{self.what} ({self.hint}...) appears in {self.where}"
 
 
 def render(record: logging.LogRecord) -> str:
@@ -114,22 +125,24 @@ class LeakDetector:
 
 
 def find_leaks(texts: Iterable[tuple[str, str]], secrets: Iterable[str]) -> list[Leak]:
-    """Where any of ``secrets`` occurs in ``texts`` ((where, text) pairs).
+    """Where any of ``secrets`` occurs in ``texts`` ((where, text) pairs), and where a PEM
+    private-key block does.
 
     A secret lies inside a maximal run of characters drawn from the secrets' own alphabet, so
     only such runs at least as long as the shortest secret are looked at, and within a run only
-    the windows of each secret length: linear in the text, whatever the number of secrets.
+    the windows of each secret length: linear in the text, whatever the number of secrets. Key
+    material (``LONG_SECRET_LENGTH`` and longer) is searched for whole.
     """
-    known = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
-    if not known:
-        return []
+    candidates = set(secrets)
+    known = {s for s in candidates if MIN_SECRET_LENGTH <= len(s) < LONG_SECRET_LENGTH}
+    long_known = sorted(s for s in candidates if len(s) >= LONG_SECRET_LENGTH)
     lengths = sorted({len(s) for s in known})
     alphabet = "".join(re.escape(c) for c in sorted(set("".join(known))))
-    runs = re.compile(f"[{alphabet}]{{{lengths[0]},}}")
+    runs = re.compile(f"[{alphabet}]{{{lengths[0]},}}") if known else None
     leaks: list[Leak] = []
     for where, text in texts:
         found: set[str] = set()
-        for run in runs.finditer(text):
+        for run in runs.finditer(text) if runs else ():
             token = run.group()
             for length in lengths:
                 if length > len(token):
@@ -137,7 +150,10 @@ def find_leaks(texts: Iterable[tuple[str, str]], secrets: Iterable[str]) -> list
                 found.update(
                     w for i in range(len(token) - length + 1) if (w := token[i : i + length]) in known
                 )
+        found.update(secret for secret in long_known if secret in text)
         leaks.extend(Leak(where, secret[:3]) for secret in sorted(found))
+        if PEM_PRIVATE_KEY.search(text):
+            leaks.append(Leak(where, "-----BEGIN", what="a PEM private key"))
     return leaks
 
 

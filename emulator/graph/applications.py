@@ -162,7 +162,7 @@ def _create(call: Call, props: Json, unique_name: str | None = None) -> Json:
     }
     app.update({k: v for k, v in props.items() if k not in ("passwordCredentials", "keyCredentials")})
     if "keyCredentials" in props:
-        app["keyCredentials"] = credentials.replace_keys(app, props["keyCredentials"])
+        app["keyCredentials"] = credentials.replace_keys(call, app, props["keyCredentials"])
     if "passwordCredentials" in props:
         app["passwordCredentials"] = credentials.replace_passwords(call, app, props["passwordCredentials"])
     owner = None if call.principal.has_any(authz.READ_WRITE_ALL) else call.caller
@@ -177,7 +177,7 @@ def _update(call: Call, app: Json, props: Json) -> None:
     audience = props.get("signInAudience", app.get("signInAudience"))
     if "passwordCredentials" not in props:
         credentials.check_cap({**app, "signInAudience": audience}, 0)
-    keys = credentials.replace_keys(app, props["keyCredentials"]) if "keyCredentials" in props else None
+    keys = credentials.replace_keys(call, app, props["keyCredentials"]) if "keyCredentials" in props else None
     passwords = (
         credentials.replace_passwords(call, {**app, "signInAudience": audience}, props["passwordCredentials"])
         if "passwordCredentials" in props
@@ -274,7 +274,7 @@ async def add_key(call: Call) -> Response:
     credentials.verify_proof(call, app, body.get("proof"))
     if body.get("passwordCredential"):
         raise bad_request("Adding a password with addKey is supported only for X509CertAndPassword keys.")
-    key = credentials.new_key(body.get("keyCredential"))
+    key = credentials.new_key(call, body.get("keyCredential"))
     app.setdefault("keyCredentials", []).append(key)
     return ok({"@odata.context": call.context("microsoft.graph.keyCredential"), **key, "key": None})
 

@@ -1,7 +1,8 @@
 """Application credentials as Entra checks them: password credentials (the secret is shown
-once and kept apart in ``directory.secret_values``), the tenant's app-management policy, the
-two-secret cap of apps open to personal accounts, certificates (``keyCredentials``) with
-addKey's proof of possession, and federated identity credentials."""
+once and kept apart in ``directory.secret_values``), the tenant's app-management policy (secret
+lifetime, secrets allowed, certificate lifetime), the two-secret cap of apps open to personal
+accounts, certificates (``keyCredentials``) with addKey's proof of possession, and federated
+identity credentials."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ FEDERATED_AUDIENCES = frozenset(
     }
 )
 PROOF_AUDIENCE = "00000002-0000-0000-c000-000000000000"
+MAX_PROOF_SECONDS = 600  # a proof's exp at most 10 minutes after its nbf (application-rollkey-prooftoken)
 PASSWORD_FIELDS = frozenset(
     {"customKeyIdentifier", "displayName", "endDateTime", "hint", "keyId", "secretText", "startDateTime"}
 )
@@ -62,6 +64,17 @@ def _check_policy(call: Call, start: dt.datetime, end: dt.datetime) -> None:
             code="CredentialTypeNotAllowedAsPerAppPolicy",
         )
     lifetime = policy.get("maxSecretLifetime")
+    if lifetime and end > add_iso_duration(start, str(lifetime)):
+        raise bad_request(
+            "Credential lifetime exceeds the max value allowed as per assigned policy.",
+            code="CredentialInvalidLifetimeAsPerAppPolicy",
+        )
+
+
+def _check_key_policy(call: Call, start: dt.datetime, end: dt.datetime) -> None:
+    """appManagementPolicy's keyCredentials restriction ``asymmetricKeyLifetime``: Entra answers
+    a certificate that outlives it as it answers a long secret (the same code and text)."""
+    lifetime = call.platform.policy.get("maxCertificateLifetime")
     if lifetime and end > add_iso_duration(start, str(lifetime)):
         raise bad_request(
             "Credential lifetime exceeds the max value allowed as per assigned policy.",
@@ -176,7 +189,8 @@ def _certificate(key: Any) -> x509.Certificate:
             ) from None
 
 
-def new_key(requested: Any) -> Json:
+def new_key(call: Call, requested: Any) -> Json:
+    """A key credential (not yet stored), its lifetime checked against the tenant's policy."""
     if not isinstance(requested, dict):
         raise bad_request("Invalid value specified for property 'keyCredentials'.")
     unknown = set(requested) - KEY_FIELDS - {"@odata.type"}
@@ -191,6 +205,17 @@ def new_key(requested: Any) -> Json:
         raise bad_request("Invalid value specified for property 'keyCredentials'.")
     cert = _certificate(requested.get("key"))
     thumbprint = hashlib.sha1(base64.b64decode(str(requested["key"]))).digest()  # noqa: S324 - x5t is SHA-1
+    start = (
+        _time(requested["startDateTime"], "startDateTime")
+        if requested.get("startDateTime")
+        else cert.not_valid_before_utc
+    )
+    end = (
+        _time(requested["endDateTime"], "endDateTime")
+        if requested.get("endDateTime")
+        else cert.not_valid_after_utc
+    )
+    _check_key_policy(call, start, end)
     return {
         "customKeyIdentifier": base64.b64encode(thumbprint).decode(),
         "displayName": requested.get("displayName") or cert.subject.rfc4514_string(),
@@ -203,14 +228,16 @@ def new_key(requested: Any) -> Json:
     }
 
 
-def replace_keys(app: Json, requested: Any) -> list[Json]:
+def replace_keys(call: Call, app: Json, requested: Any) -> list[Json]:
+    """``keyCredentials`` in a POST or PATCH body: entries with a known keyId are kept as they
+    are (the policy is not applied to them again), the others are new credentials."""
     if not isinstance(requested, list):
         raise bad_request("Invalid value specified for property 'keyCredentials'.")
     existing = {c["keyId"]: c for c in app.get("keyCredentials", [])}
     return [
         existing[entry["keyId"]]
         if isinstance(entry, dict) and entry.get("keyId") in existing
-        else new_key(entry)
+        else new_key(call, entry)
         for entry in requested
     ]
 
@@ -222,6 +249,8 @@ def verify_proof(call: Call, app: Json, proof: Any) -> None:
     now = call.platform.clock.now()
     if not isinstance(proof, str) or not proof:
         raise bad_request("Proof of possession is missing or invalid.", code="Request_BadRequest")
+    if "=" in proof:
+        raise bad_request("Access token is missing or malformed.", code="Authentication_MissingOrMalformed")
     for credential in app.get("keyCredentials", []):
         if credential.get("usage") != "Verify":
             continue
@@ -234,11 +263,18 @@ def verify_proof(call: Call, app: Json, proof: Any) -> None:
                 public_key,  # type: ignore[arg-type]
                 algorithms=["RS256", "PS256", "ES256"],
                 audience=PROOF_AUDIENCE,
-                options={"require": ["aud", "iss", "exp", "nbf"]},
+                # Its times are checked against the platform's clock, below.
+                options={
+                    "require": ["aud", "iss", "exp", "nbf"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError:
             continue
-        if claims.get("iss") == app["id"]:
+        nbf, exp, moment = int(claims["nbf"]), int(claims["exp"]), now.timestamp()
+        if claims.get("iss") == app["id"] and nbf <= moment < exp and exp - nbf <= MAX_PROOF_SECONDS:
             return
     raise bad_request("Proof of possession is missing or invalid.", code="Request_BadRequest")
 

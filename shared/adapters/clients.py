@@ -20,6 +20,8 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
+    from azure.keyvault.certificates.aio import CertificateClient
+    from azure.keyvault.keys.crypto.aio import CryptographyClient
     from azure.keyvault.secrets.aio import SecretClient
     from azure.mgmt.authorization.v2022_04_01.aio import AuthorizationManagementClient
     from azure.servicebus.aio import ServiceBusClient
@@ -41,10 +43,17 @@ class PlatformClients:
     leases: ContainerClient
     authorization: AuthorizationManagementClient
     servicebus: ServiceBusClient
+    certificates: CertificateClient
+    signers: VaultSigners
     loop: asyncio.AbstractEventLoop
+
+    def cryptography(self, key_id: str) -> CryptographyClient:
+        return self.signers.client(key_id)
 
     async def close(self) -> None:
         await self.servicebus.close()
+        await self.signers.close()
+        await self.certificates.close()
         await self.vault.close()
         await self.leases.close()
         await self.authorization.close()
@@ -144,8 +153,13 @@ def build_graph_client(settings: Settings, credential: AsyncTokenCredential) -> 
 def build_secret_client(settings: Settings, credential: AsyncTokenCredential) -> SecretClient:
     from azure.keyvault.secrets.aio import SecretClient
 
-    # No SDK retries: the gateway retries (shared.adapters.keyvault), asking the lease's fence
-    # before each attempt, and never sends a set again after a lost response.
+    return SecretClient(settings.key_vault_url, credential, **_vault_kwargs(settings))
+
+
+def _vault_kwargs(settings: Settings) -> dict[str, Any]:
+    """Key Vault clients' options: no SDK retries (the gateways retry, asking the lease's fence
+    before each write), bounded waits, the platform's CA, and the challenge's resource checked
+    only where the vault is under vault.azure.net (the emulator is not)."""
     kwargs: dict[str, Any] = {
         "retry_total": 0,
         "connection_timeout": 10,
@@ -154,10 +168,36 @@ def build_secret_client(settings: Settings, credential: AsyncTokenCredential) ->
     if settings.platform_ca_file:
         kwargs["connection_verify"] = str(settings.platform_ca_file)
     host = urlparse(settings.key_vault_url).hostname or ""
-    # The challenge's resource must match the vault's host in Azure; the emulator is not
-    # under vault.azure.net, so only there is the check relaxed.
     kwargs["verify_challenge_resource"] = host not in ("127.0.0.1", "localhost")
-    return SecretClient(settings.key_vault_url, credential, **kwargs)
+    return kwargs
+
+
+def build_certificate_client(settings: Settings, credential: AsyncTokenCredential) -> CertificateClient:
+    from azure.keyvault.certificates.aio import CertificateClient
+
+    return CertificateClient(settings.key_vault_url, credential, **_vault_kwargs(settings))
+
+
+class VaultSigners:
+    """One ``CryptographyClient`` per key the service signs with (a certificate version's key),
+    kept for the process: each first reads its key once."""
+
+    def __init__(self, settings: Settings, credential: AsyncTokenCredential) -> None:
+        self.settings = settings
+        self.credential = credential
+        self.clients: dict[str, CryptographyClient] = {}
+
+    def client(self, key_id: str) -> CryptographyClient:
+        if key_id not in self.clients:
+            from azure.keyvault.keys.crypto.aio import CryptographyClient
+
+            self.clients[key_id] = CryptographyClient(key_id, self.credential, **_vault_kwargs(self.settings))
+        return self.clients[key_id]
+
+    async def close(self) -> None:
+        clients, self.clients = list(self.clients.values()), {}
+        for client in clients:
+            await client.close()
 
 
 def build_lease_container(settings: Settings, credential: AsyncTokenCredential) -> ContainerClient:
@@ -226,5 +266,7 @@ def build_platform_clients(settings: Settings, loop: asyncio.AbstractEventLoop) 
         leases=build_lease_container(settings, credential),
         authorization=build_authorization_client(settings, credential),
         servicebus=build_servicebus_client(settings, credential),
+        certificates=build_certificate_client(settings, credential),
+        signers=VaultSigners(settings, credential),
         loop=loop,
     )

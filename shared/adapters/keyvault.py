@@ -40,7 +40,7 @@ def _inner_code(error: Exception) -> str | None:
     return str(code) if code else None
 
 
-def _mapped(what: str, error: Exception) -> ServiceError | None:
+def vault_error(what: str, error: Exception) -> ServiceError | None:
     """A shared.domain.errors error for one of azure-core's, holding only text: never the
     SDK error, its response or its request."""
     from azure.core.exceptions import (
@@ -53,7 +53,7 @@ def _mapped(what: str, error: Exception) -> ServiceError | None:
     )
 
     if isinstance(error, ResourceNotFoundError):
-        return NotFound("SecretNotFound", f"{what}: not found")
+        return NotFound(getattr(error.error, "code", None) or "NotFound", f"{what}: not found")
     if isinstance(error, ResourceExistsError):
         return PermanentError(_inner_code(error) or "Conflict", f"{what}: {error.message}")
     if isinstance(error, ClientAuthenticationError):
@@ -94,7 +94,7 @@ class KeyVaultGateway:
     ) -> T:
         """Run one call with its retries (shared.adapters.azure_calls); a write asks the lease's
         fence before every attempt."""
-        return await call_azure(what, call, _mapped, write=write, resend=resend)
+        return await call_azure(what, call, vault_error, write=write, resend=resend)
 
     async def versions(self, name: str) -> list[StoredVersion]:
         """Every version of the secret (properties and tags, never values); [] if none.

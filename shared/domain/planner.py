@@ -17,10 +17,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from shared.domain.credentials import Credential, join
-from shared.domain.records import AppRecord, PasswordInfo, StoredVersion
-from shared.domain.stored import lifetime_tag, origin_of
+from shared.domain.records import AppRecord, CertificateVersion, PasswordInfo, StoredVersion
+from shared.domain.stored import credential_type_tag, origin_of
 from shared.messages.rotation import Action
 
 MAX_CREDENTIALS = 3
@@ -39,12 +40,13 @@ class Policy:
 @dataclass(frozen=True)
 class Step:
     """One thing to do (or to report). ``key_id`` names a credential; ``versions`` are the Key
-    Vault versions to disable (those of a removed credential, or a dangling one)."""
+    Vault versions to disable (those of a removed credential, or a dangling one): a secret's,
+    or a certificate's (shared.domain.certificates)."""
 
     action: Action
     reason: str
     key_id: str | None = None
-    versions: tuple[StoredVersion, ...] = ()
+    versions: tuple[StoredVersion | CertificateVersion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,17 @@ class Plan:
         return any(step.action != "report" for step in self.steps)
 
 
-def rotate_at(info: PasswordInfo, window: dt.timedelta) -> dt.datetime:
+class Validity(Protocol):
+    """What a credential's rotation time depends on: a password's or a certificate's validity."""
+
+    @property
+    def start(self) -> dt.datetime: ...
+
+    @property
+    def end(self) -> dt.datetime: ...
+
+
+def rotate_at(info: Validity, window: dt.timedelta) -> dt.datetime:
     """When a credential is due for rotation: ``window`` before its end, but never in the first
     half of its life (a secret shorter than twice the window would otherwise rotate daily)."""
     return max(info.end - window, info.start + (info.end - info.start) / 2)
@@ -316,4 +328,4 @@ def triage(
 
 def expects_secret(app: AppRecord, service_tag: str) -> bool:
     """Whether the application was registered with a secret (public clients have none)."""
-    return service_tag in app.tags and lifetime_tag(app.tags) is not None
+    return service_tag in app.tags and credential_type_tag(app.tags) == "secret"

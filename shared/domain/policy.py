@@ -30,6 +30,7 @@ from shared.messages.redirect_uris import http_host, is_loopback
 from shared.messages.requests import (
     DEFAULT_SECRET_DESCRIPTION,
     ApiPermission,
+    CertificateCredential,
     NoCredential,
     RegisterRequest,
     RegistrationRequest,
@@ -100,7 +101,7 @@ def requested_secret(
 ) -> RequestedSecret | None:
     """The secret to issue now for `request`, or None when it asks for none (defaults applied)."""
     credential = request.credential
-    if isinstance(credential, NoCredential):
+    if isinstance(credential, NoCredential | CertificateCredential):
         return None
     if credential is None:
         if request.application.client_type == "public":
@@ -110,6 +111,28 @@ def requested_secret(
         return RequestedSecret(credential.description, now, parse_duration(credential.lifetime).add_to(now))
     assert credential.start_date_time is not None and credential.end_date_time is not None  # by validation
     return RequestedSecret(credential.description, credential.start_date_time, credential.end_date_time)
+
+
+@dataclass(frozen=True)
+class RequestedCertificate:
+    """The certificate a register request asks Key Vault for."""
+
+    subject: str
+    lifetime: str
+    exportable: bool
+
+    @property
+    def validity_months(self) -> int:
+        return int(self.lifetime.removeprefix("P").removesuffix("M"))
+
+
+def requested_certificate(request: RegisterRequest) -> RequestedCertificate | None:
+    """The certificate to issue for ``request``, or None when it asks for another credential."""
+    credential = request.credential
+    if not isinstance(credential, CertificateCredential):
+        return None
+    subject = credential.subject or f"CN={request.unique_name}"
+    return RequestedCertificate(subject, credential.lifetime, credential.exportable)
 
 
 def resolve_api(api: str, policy: RequestPolicy) -> str | None:

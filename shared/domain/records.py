@@ -25,6 +25,20 @@ class PasswordInfo:
 
 
 @dataclass(frozen=True)
+class KeyInfo:
+    """A certificate credential (keyCredential) as Graph lists it. ``thumbprint`` is the
+    certificate's SHA-1 thumbprint in upper-case hex (Graph's ``customKeyIdentifier``, as the
+    portal shows it)."""
+
+    key_id: str
+    display_name: str
+    thumbprint: str
+    start: dt.datetime
+    end: dt.datetime
+    usage: str = "Verify"
+
+
+@dataclass(frozen=True)
 class AppRecord:
     """An application registration: what the workflows read of it."""
 
@@ -36,6 +50,7 @@ class AppRecord:
     passwords: tuple[PasswordInfo, ...]
     # The owner reference (Graph's serviceManagementReference); None on apps registered before it.
     service_management_reference: str | None = None
+    keys: tuple[KeyInfo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,3 +127,40 @@ class StoredVersion:
     expires_on: dt.datetime | None
     created_on: dt.datetime | None
     tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class CertificateVersion:
+    """One version of an application's Key Vault certificate: its public part and properties.
+    Its private key stays in the vault; ``key_id`` is the versioned key that signs with it."""
+
+    id: str
+    version: str
+    thumbprint: str
+    enabled: bool
+    not_before: dt.datetime | None
+    expires_on: dt.datetime | None
+    created_on: dt.datetime | None
+    tags: Mapping[str, str]
+    # Only when read one by one (a listing carries neither): the versioned key, and the DER
+    # certificate (public).
+    key_id: str = ""
+    cer: bytes = field(default=b"", repr=False)
+
+    def valid_at(self, now: dt.datetime) -> bool:
+        return (
+            self.enabled
+            and (self.not_before is None or self.not_before <= now)
+            and (self.expires_on is None or now < self.expires_on)
+        )
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A certificate's public part to attach to an application as a key credential."""
+
+    display_name: str
+    cer: bytes = field(repr=False)
+    thumbprint: str
+    start: dt.datetime
+    end: dt.datetime

@@ -4,6 +4,8 @@
   ``[managed:{origin}]`` (origin: the request id, or ``rotation:{date}``), so the service can
   tell its own credentials from ones people added by hand, even when a crash left one
   without its value in Key Vault.
+- **Federated credential mark.** A federated identity credential the service makes starts its
+  description with ``[managed]``: only those are ever updated or removed.
 - **Application tags.** The service tag (a setting), ``request:{requestId}``,
   ``requested-by:{requestedBy}`` and ``credential-lifetime:{ISO duration}`` (the lifetime
   rotation issues again). The owner reference is Graph's own ``serviceManagementReference``.
@@ -50,22 +52,56 @@ def rotation_origin(now: dt.datetime) -> str:
     return f"{ROTATION_ORIGIN}:{now.date().isoformat()}"
 
 
+# -- the federated credential marker ---------------------------------------------------------
+
+# Federated identity credentials have no display name or tags: the service's start their
+# description with this mark (Graph keeps 600 characters; requests leave room for it).
+FEDERATED_MARK = "[managed]"
+
+
+def federated_description(description: str | None) -> str:
+    """The description of a federated credential the service makes: the mark, then the request's."""
+    return f"{FEDERATED_MARK} {description}" if description else FEDERATED_MARK
+
+
+def is_service_federated(description: str | None) -> bool:
+    """Whether a federated credential is the service's (made by it), by its description's mark."""
+    return (description or "").startswith(FEDERATED_MARK)
+
+
 # -- application tags -----------------------------------------------------------------------
 
 REQUEST_TAG = "request:"
 REQUESTED_BY_TAG = "requested-by:"
 LIFETIME_TAG = "credential-lifetime:"
+CREDENTIAL_TYPE_TAG = "credential-type:"
+CERTIFICATE = "certificate"
 
 
 def application_tags(
-    service_tag: str, request_id: str, requested_by: str, lifetime: str | None
+    service_tag: str,
+    request_id: str,
+    requested_by: str,
+    lifetime: str | None,
+    credential_type: str = "secret",
 ) -> tuple[str, ...]:
     """The tags a registration puts on its application: the service's, the last request that
-    converged it and who asked; ``lifetime`` None: no secret."""
+    converged it and who asked; ``lifetime`` None: no credential. A certificate's application
+    also says so (``credential-type:certificate``): rotation issues a certificate again."""
     tags = [service_tag, f"{REQUEST_TAG}{request_id}", f"{REQUESTED_BY_TAG}{requested_by}"]
     if lifetime is not None:
         tags.append(f"{LIFETIME_TAG}{lifetime}")
+        if credential_type != "secret":
+            tags.append(f"{CREDENTIAL_TYPE_TAG}{credential_type}")
     return tuple(tags)
+
+
+def credential_type_tag(tags: Iterable[str]) -> str | None:
+    """The credential an application was registered with: ``secret``, ``certificate``, or None
+    (no credential)."""
+    if lifetime_tag(tags) is None:
+        return None
+    return next((t[len(CREDENTIAL_TYPE_TAG) :] for t in tags if t.startswith(CREDENTIAL_TYPE_TAG)), "secret")
 
 
 def lifetime_tag(tags: Iterable[str]) -> str | None:
@@ -85,6 +121,9 @@ def lifetime_label(start: dt.datetime, end: dt.datetime) -> str:
 
 SECRET_CONTENT_TYPE = "application/vnd.ms-entra.client-secret"
 SECRET_PREFIX = "app-"
+# A certificate also makes a key and a secret of its name in the vault: its prefix keeps them
+# apart from the ``app-`` secrets (``app-x-cert`` could be the secret of an app named ``x-cert``).
+CERTIFICATE_PREFIX = "cert-"
 
 # Tag names on each version of an application's secret.
 KEY_ID = "keyId"
@@ -112,6 +151,11 @@ def secret_name(unique_name: str) -> str:
     return f"{SECRET_PREFIX}{unique_name}"
 
 
+def certificate_name(unique_name: str) -> str:
+    """The Key Vault certificate of an application (its key and secret have the same name)."""
+    return f"{CERTIFICATE_PREFIX}{unique_name}"
+
+
 def lease_name(unique_name: str) -> str:
     """The blob whose lease makes one delivery at a time act on an application (uniqueName is
     case-insensitive in Entra, so both spellings share one lease)."""
@@ -120,7 +164,7 @@ def lease_name(unique_name: str) -> str:
 
 def version_tags(
     *,
-    key_id: str,
+    key_id: str | None,
     app_id: str,
     unique_name: str,
     origin: str,
@@ -129,11 +173,11 @@ def version_tags(
     requested_by: str,
     owner: str | None,
 ) -> dict[str, str]:
-    """The tags of a new version holding credential ``key_id``'s value. ``origin`` is the
-    request id (or ``rotation:{date}``), ``requested_by`` who asked, ``owner`` the
-    application's serviceManagementReference."""
+    """The tags of a new version holding credential ``key_id``'s value (None for a certificate,
+    which its thumbprint ties to its key credential). ``origin`` is the request id (or
+    ``rotation:{date}``), ``requested_by`` who asked, ``owner`` the application's
+    serviceManagementReference."""
     tags = {
-        KEY_ID: key_id,
         APP_ID: app_id,
         UNIQUE_NAME: unique_name,
         ORIGIN: origin,
@@ -141,6 +185,8 @@ def version_tags(
         MANAGED_BY: service_tag.split(":", 1)[-1],
         REQUESTED_BY: requested_by,
     }
+    if key_id is not None:
+        tags[KEY_ID] = key_id
     if owner is not None:
         tags[OWNER] = owner
     return tags

@@ -38,6 +38,23 @@ class ReplyCredential(Outbound):
     key_vault_secret_id: str = Field(description="The Key Vault secret version holding the value.")
 
 
+class ReplyCertificate(Outbound):
+    """The certificate that was issued. Its private key is only in Key Vault."""
+
+    type: Literal["certificate"] = "certificate"
+    key_id: str = Field(description="The key credential's keyId on the application.")
+    thumbprint: str = Field(description="The certificate's SHA-1 thumbprint (hex), as the portal shows it.")
+    start_date_time: AwareDatetime
+    end_date_time: AwareDatetime
+    key_vault_certificate_id: str = Field(description="The Key Vault certificate version.")
+    key_vault_key_id: str = Field(
+        description="The key that signs client assertions in the vault (Key Vault Crypto User can sign with it)."
+    )
+    exportable: bool = Field(
+        description="Whether the certificate's secret (the PFX with the private key) can be downloaded."
+    )
+
+
 class ConsentResult(Outbound):
     """Permissions granted tenant-wide on one API."""
 
@@ -60,6 +77,15 @@ class DataAccessResult(Outbound):
     )
 
 
+class FederatedCredentialResult(Outbound):
+    """A federated identity credential the application holds, as the request named it."""
+
+    name: str
+    issuer: str
+    subject: str
+    audiences: list[str] = Field(description="Always api://AzureADTokenExchange.")
+
+
 class RemovedResources(Outbound):
     """What a decommission removed; false or 0 where there was nothing left to remove."""
 
@@ -70,6 +96,11 @@ class RemovedResources(Outbound):
     key_vault_secret_versions_disabled: NonNegativeInt = Field(
         description="Versions of the application's Key Vault secret, all of which are now disabled "
         "(a redelivered decommission reports the same number)."
+    )
+    key_vault_certificate_versions_disabled: NonNegativeInt = Field(
+        default=0,
+        description="Versions of the application's Key Vault certificate, all of which are now disabled: "
+        "their keys can no longer sign.",
     )
     role_assignments: NonNegativeInt = Field(
         default=0,
@@ -92,9 +123,14 @@ class RegistrationReply(Outbound):
         "be completed now; sending it again may succeed."
     )
     application: ReplyApplication | None = None
-    credential: ReplyCredential | None = None
+    credential: ReplyCredential | ReplyCertificate | None = Field(default=None, discriminator="type")
     consent: list[ConsentResult] = Field(default_factory=list)
     data_access: list[DataAccessResult] = Field(default_factory=list)
+    federated_credentials: list[FederatedCredentialResult] = Field(
+        default_factory=list,
+        description="The federated identity credentials the request named, as the application now holds them "
+        "(a new one can take minutes to work: AADSTS70021).",
+    )
     removed: RemovedResources | None = Field(default=None, description="Decommission only.")
     errors: list[FieldError] = Field(default_factory=list)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -42,7 +43,18 @@ MAX_API_PERMISSIONS = 20
 MAX_DATA_ACCESS = 10
 MAX_DATA_ROLES = 9
 ACTIONS = ("register", "decommission", "rotate")
-CREDENTIAL_TYPES = ("secret", "none")
+CREDENTIAL_TYPES = ("secret", "certificate", "none")
+# An X.500 subject the service asks Key Vault for: a CN, then optional O, OU, L, ST, C parts.
+CERTIFICATE_SUBJECT_PATTERN = r"^CN=[A-Za-z0-9][A-Za-z0-9 .\-_]{0,63}(, ?(O|OU|L|ST)=[A-Za-z0-9][A-Za-z0-9 .\-_&]{0,63}| ?, ?C=[A-Z]{2})*$"
+# Graph's federated identity credential limits (learn.microsoft.com/graph/api/resources/
+# federatedidentitycredential; entra/workload-id/workload-identity-federation-considerations):
+# at most 20 per application; name 3-120 letters, digits, '-' and '_', starting alphanumeric;
+# issuer, subject and description at most 600 characters; no wildcards.
+MAX_FEDERATED_CREDENTIALS = 20
+FEDERATED_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,119}$"
+FEDERATED_TEXT_LIMIT = 600
+# The service marks its credentials in their description (shared.domain.stored): room for the mark.
+MAX_FEDERATED_DESCRIPTION = 580
 
 
 class RedirectUris(Inbound):
@@ -226,13 +238,115 @@ class SecretCredential(Inbound):
         return self
 
 
+class CertificateCredential(Inbound):
+    """A certificate made by Key Vault, whose private key stays there: the public part goes on
+    the application, and clients sign their assertions in the vault (or, when exportable,
+    download the PFX from the certificate's secret)."""
+
+    type: Literal["certificate"]
+    subject: Annotated[str, StringConstraints(max_length=200, pattern=CERTIFICATE_SUBJECT_PATTERN)] | None = (
+        Field(default=None, description="The certificate's subject; default CN={uniqueName}.")
+    )
+    lifetime: Literal["P1M", "P3M", "P6M", "P12M", "P24M"] = Field(
+        description="Validity from issue, in calendar months (Key Vault's validity_in_months)."
+    )
+    exportable: StrictBool = Field(
+        default=False,
+        description="false (the default): the private key never leaves Key Vault; clients sign in the vault. "
+        "true: Key Vault lets the certificate's secret (a PFX with the private key) be downloaded.",
+    )
+
+
 class NoCredential(Inbound):
     """No credential: for public clients, or an app that will get one another way."""
 
     type: Literal["none"]
 
 
-Credential = Annotated[SecretCredential | NoCredential, Field(discriminator="type")]
+Credential = Annotated[SecretCredential | CertificateCredential | NoCredential, Field(discriminator="type")]
+
+
+def _issuer(value: str) -> str:
+    # OpenID Connect Discovery 1.0, section 3: an issuer is an https URL without query or fragment;
+    # Entra blocks the exchange when the token's issuer has surrounding whitespace.
+    parts = urlsplit(value)
+    if (
+        parts.scheme != "https"
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or "?" in value
+        or "#" in value
+        or any(c.isspace() for c in value)
+    ):
+        raise rule("invalid_issuer", "Must be an https:// URL without query, fragment or whitespace.")
+    return value
+
+
+def _no_wildcards(value: str) -> str:
+    if "*" in value:
+        raise rule("wildcard", "Wildcards are not supported: give the exact value the token carries.")
+    return value
+
+
+def _trimmed(value: str) -> str:
+    if value != value.strip():
+        raise rule("invalid_format", "Must not start or end with whitespace.")
+    return value
+
+
+def _unique_federated(entries: list[FederatedCredential]) -> list[FederatedCredential]:
+    # Graph's alternate key `name` is case-insensitive; issuer+subject must be unique on the app.
+    names: set[str] = set()
+    pairs: set[tuple[str, str]] = set()
+    for index, entry in enumerate(entries):
+        if entry.name.casefold() in names:
+            raise rule("duplicate", "Each name must appear once (names are case-insensitive).", index, "name")
+        if (entry.issuer, entry.subject) in pairs:
+            raise rule("duplicate", "Each issuer and subject pair must appear once.", index, "subject")
+        names.add(entry.name.casefold())
+        pairs.add((entry.issuer, entry.subject))
+    return entries
+
+
+FederatedDescription = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_FEDERATED_DESCRIPTION),
+    AfterValidator(no_control_characters),
+]
+
+
+class FederatedCredential(Inbound):
+    """A federated identity credential: tokens from ``issuer`` about ``subject`` may be exchanged
+    for the application's tokens (workload identity federation), with the audience
+    api://AzureADTokenExchange."""
+
+    name: Annotated[str, StringConstraints(pattern=FEDERATED_NAME_PATTERN)] = Field(
+        description="The credential's key on the application: 3-120 letters, digits, '-' and '_', starting "
+        "with a letter or digit; unique case-insensitively, and immutable in Graph."
+    )
+    issuer: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=FEDERATED_TEXT_LIMIT),
+        AfterValidator(_issuer),
+        AfterValidator(_no_wildcards),
+    ] = Field(
+        description="The external identity provider's issuer URL (https), exactly as its tokens' `iss` claim; "
+        "it must be on the service's allow-list (FEDERATED_ISSUERS)."
+    )
+    subject: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=FEDERATED_TEXT_LIMIT),
+        AfterValidator(no_control_characters),
+        AfterValidator(_trimmed),
+        AfterValidator(_no_wildcards),
+    ] = Field(
+        description="The external workload, exactly as its tokens' `sub` claim, e.g. "
+        "repo:contoso/app:environment:prod for GitHub Actions; no wildcards."
+    )
+    description: FederatedDescription | None = Field(
+        default=None, description="Free text stored on the credential."
+    )
 
 
 class _RequestBase(Inbound):
@@ -255,6 +369,16 @@ class RegisterRequest(_RequestBase):
         default_factory=list,
         description="Azure RBAC data roles on FHIR and DICOM services, assigned to the application's "
         "service principal. Service and confidential clients only.",
+    )
+    federated_credentials: Annotated[
+        list[FederatedCredential],
+        Field(max_length=MAX_FEDERATED_CREDENTIALS),
+        AfterValidator(_unique_federated),
+    ] = Field(
+        default_factory=list,
+        description="Federated identity credentials, converged by name: the ones the service made earlier "
+        "that this list no longer names are removed; ones made by hand are left alone. Service and "
+        "confidential clients only.",
     )
     grant_admin_consent: StrictBool = Field(
         default=False, description="Grant tenant-wide admin consent for the requested permissions."
@@ -287,9 +411,20 @@ class RegisterRequest(_RequestBase):
                 "A public client acts as its signed-in users; give the users data roles, not the client.",
                 "dataAccess",
             )
-        if self.application.client_type == "public" and isinstance(self.credential, SecretCredential):
+        if self.application.client_type == "public" and self.federated_credentials:
             raise rule(
-                "not_allowed_for_client_type", "A public client cannot hold a secret.", "credential", "type"
+                "not_allowed_for_client_type",
+                "A public client cannot hold federated credentials: it acts as its signed-in users.",
+                "federatedCredentials",
+            )
+        if self.application.client_type == "public" and isinstance(
+            self.credential, SecretCredential | CertificateCredential
+        ):
+            raise rule(
+                "not_allowed_for_client_type",
+                f"A public client cannot hold a {self.credential.type}.",
+                "credential",
+                "type",
             )
         return self
 

@@ -13,6 +13,7 @@ from shared.domain.errors import PermissionDenied
 from shared.domain.records import StoredVersion
 from shared.messages.replies import RegistrationReply, RemovedResources, ReplyApplication
 from shared.messages.requests import DecommissionRequest
+from shared.services.certificates import disable_versions
 from shared.services.data_access import data_roles_of, remove_data_access
 from shared.services.dependencies import Dependencies
 from shared.services.ownership import NOT_OWNER, ensure_graph_lets_us_delete, ensure_owned
@@ -35,6 +36,7 @@ async def decommission(deps: Dependencies, request: DecommissionRequest) -> Regi
         record = mine[0].tags
         if record.get(stored.OWNER) != reference:
             raise PermissionDenied("not_owner", NOT_OWNER, field="application.serviceManagementReference")
+        certificates = await disable_versions(deps, unique_name, record.get(stored.APP_ID, ""))
         if app is None:
             await gather_all(*(vault.disable(name, v.version) for v in mine if v.enabled))
         application = ReplyApplication(
@@ -45,7 +47,13 @@ async def decommission(deps: Dependencies, request: DecommissionRequest) -> Regi
             tenant_id=settings.azure_tenant_id,
         )
         return _decommissioned(
-            request, application, True, True, _values(mine), stored.removed_role_assignments(record)
+            request,
+            application,
+            True,
+            True,
+            _values(mine),
+            stored.removed_role_assignments(record),
+            certificates,
         )
     if app is None:
         # Nothing of this name to remove (never registered, or removed by someone else).
@@ -53,6 +61,9 @@ async def decommission(deps: Dependencies, request: DecommissionRequest) -> Regi
         return _decommissioned(request, None, False, False, _values(versions), 0)
     ensure_owned(app, settings.service_tag, reference)
     _, assignments = await gather_all(ensure_graph_lets_us_delete(deps, app), data_roles_of(deps, app))
+    # The certificates' keys can no longer sign once their versions are disabled; disabling
+    # them first also answers a redelivery with the same count.
+    certificates = await disable_versions(deps, unique_name, app.app_id)
     # A redelivery after some were removed answers with the first delivery's count.
     removed_roles = max(
         len(assignments), max((stored.removed_role_assignments(v.tags) for v in mine), default=0)
@@ -84,7 +95,9 @@ async def decommission(deps: Dependencies, request: DecommissionRequest) -> Regi
         object_id=app.object_id,
         tenant_id=settings.azure_tenant_id,
     )
-    return _decommissioned(request, application, app_removed, sp_removed, _values(versions), removed_roles)
+    return _decommissioned(
+        request, application, app_removed, sp_removed, _values(versions), removed_roles, certificates
+    )
 
 
 def _values(versions: list[StoredVersion]) -> int:
@@ -99,6 +112,7 @@ def _decommissioned(
     sp_removed: bool,
     versions: int,
     role_assignments: int,
+    certificate_versions: int = 0,
 ) -> RegistrationReply:
     return RegistrationReply(
         request_id=request.request_id,
@@ -110,5 +124,6 @@ def _decommissioned(
             service_principal=sp_removed,
             key_vault_secret_versions_disabled=versions,
             role_assignments=role_assignments,
+            key_vault_certificate_versions_disabled=certificate_versions,
         ),
     )

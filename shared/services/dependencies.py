@@ -9,7 +9,16 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.services.ports import Applications, Consent, Leases, Outbox, RoleAssignments, Vault
+from shared.services.ports import (
+    Applications,
+    Certificates,
+    Consent,
+    KeyCredentials,
+    Leases,
+    Outbox,
+    RoleAssignments,
+    Vault,
+)
 from shared.settings import Settings
 
 Clock = Callable[[], dt.datetime]
@@ -30,6 +39,8 @@ class Dependencies:
     leases: Leases
     role_assignments: RoleAssignments
     outbox: Outbox
+    keys: KeyCredentials
+    certificates: Certificates
     # The real time, or the emulator's when the service runs on one (shared.testing.use_clock).
     clock: Clock = utc_now
     # The service identity's own service principal, looked up once (the rotation sweep lists

@@ -11,10 +11,15 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 from shared.domain.data_access import Assignment, Existing
+from shared.domain.federated import FederatedCredential
+from shared.domain.policy import RequestedCertificate
 from shared.domain.records import (
     AppRecord,
+    CertificateVersion,
     DesiredApplication,
     Grant,
+    KeyInfo,
+    NewKey,
     NewPassword,
     ResourceApi,
     RoleAssignment,
@@ -25,7 +30,8 @@ from shared.messages.envelope import Outbound
 
 
 class Applications(Protocol):
-    """Applications, their service principals and client secrets (Microsoft Graph)."""
+    """Applications, their service principals, client secrets and federated identity
+    credentials (Microsoft Graph)."""
 
     async def upsert_application(
         self, unique_name: str, desired: DesiredApplication
@@ -53,9 +59,31 @@ class Applications(Protocol):
 
     async def remove_password(self, object_id: str, key_id: str) -> bool: ...
 
+    async def federated_credentials(
+        self, object_id: str, dependent: bool = False
+    ) -> list[FederatedCredential]: ...
+
+    async def create_federated_credential(
+        self, object_id: str, credential: FederatedCredential
+    ) -> FederatedCredential: ...
+
+    async def update_federated_credential(self, object_id: str, credential: FederatedCredential) -> None: ...
+
+    async def delete_federated_credential(self, object_id: str, credential_id: str) -> bool: ...
+
     async def upsert_service_principal(self, app_id: str) -> str: ...
 
     async def delete_service_principal_of(self, app_id: str) -> bool: ...
+
+
+class KeyCredentials(Protocol):
+    """Applications' certificate credentials (Microsoft Graph keyCredentials, addKey, removeKey)."""
+
+    async def add_key(self, object_id: str, new: NewKey, proof: str) -> KeyInfo: ...
+
+    async def add_key_by_update(self, object_id: str, new: NewKey) -> None: ...
+
+    async def remove_key(self, object_id: str, key_id: str, proof: str | None) -> bool: ...
 
 
 class Consent(Protocol):
@@ -102,6 +130,24 @@ class Vault(Protocol):
     async def write_record(self, name: str, tags: Mapping[str, str]) -> StoredVersion: ...
 
     async def read(self, name: str, version: str | None = None) -> SecretValue: ...
+
+
+class Certificates(Protocol):
+    """The applications' certificates and signing with their keys (Key Vault)."""
+
+    async def versions(self, name: str) -> list[CertificateVersion]: ...
+
+    async def latest(self, name: str) -> CertificateVersion | None: ...
+
+    async def get(self, name: str, version: str) -> CertificateVersion: ...
+
+    async def create(
+        self, name: str, request: RequestedCertificate, issuer: str, tags: Mapping[str, str]
+    ) -> CertificateVersion: ...
+
+    async def disable(self, name: str, version: str) -> None: ...
+
+    async def sign(self, key_id: str, data: bytes) -> bytes: ...
 
 
 class RoleAssignments(Protocol):

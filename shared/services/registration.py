@@ -5,11 +5,14 @@ redelivered message, or two copies of one processed at once, converge on one app
 one service principal, one set of grants and one stored secret:
 
 1. the policy, then each API's service principal and its scope/role ids by name (reads only:
-   a request naming an unknown API or permission is rejected before anything is written);
+   a request naming an unknown API or permission is rejected before anything is written), and
+   an existing application's ownership and federated credentials (shared.services.federated:
+   a conflict with one made by hand, or more than 20, is rejected before anything is written);
 2. upsert the application by ``uniqueName`` (Graph's upsert, never a blind create);
 3. in parallel: (a) upsert its service principal, then converge admin consent
    (shared.services.consent); (b) the secret: reuse the stored one, or issue and store a new
-   one (shared.services.secrets).
+   one (shared.services.secrets); (c) the federated credentials, converged by name
+   (shared.services.federated).
 """
 
 from __future__ import annotations
@@ -22,21 +25,32 @@ from typing import Any, NoReturn, cast
 from shared.domain import stored
 from shared.domain.data_access import data_access_problems
 from shared.domain.errors import PermanentError, PermissionDenied
-from shared.domain.policy import check_policy, requested_secret, resolve_api, resolved_problems
+from shared.domain.federated import FederatedPlan, federated_problems
+from shared.domain.policy import (
+    check_policy,
+    requested_certificate,
+    requested_secret,
+    resolve_api,
+    resolved_problems,
+)
 from shared.domain.records import AppRecord, DesiredApplication
 from shared.messages.base import FieldError, RequestRejected
 from shared.messages.replies import (
     ConsentResult,
     DataAccessResult,
+    FederatedCredentialResult,
     RegistrationReply,
     ReplyApplication,
+    ReplyCertificate,
     ReplyCredential,
 )
 from shared.messages.requests import RegisterRequest
+from shared.services.certificates import disable_versions, ensure_certificate
 from shared.services.consent import ResolvedPermission, converge_consent, required_access
 from shared.services.data_access import converge_data_access, data_roles_of, remove_data_access
 from shared.services.delivery import problem_of
 from shared.services.dependencies import Dependencies
+from shared.services.federated import converge_federated, plan_federated_credentials
 from shared.services.ownership import ensure_owned, not_managed
 from shared.services.secrets import ensure_secret
 from shared.services.tasks import gather_all
@@ -50,18 +64,24 @@ async def register(deps: Dependencies, request: RegisterRequest) -> Registration
     settings = deps.settings
     problems = check_policy(request, settings.request_policy, deps.now())
     problems += data_access_problems(request, settings.data_access_policy)
+    problems += federated_problems(request, settings.federated_issuers)
     if problems:
         raise RequestRejected(problems, request.request_id)
     # Both are reads, side by side: the ownership check costs no round trip of its own.
-    permissions, _ = await gather_all(_resolve(deps, request), _ensure_may_converge(deps, request))
+    permissions, (existing, federated) = await gather_all(
+        _resolve(deps, request), _ensure_may_converge(deps, request)
+    )
 
     unique_name = request.unique_name
     secret = requested_secret(request, settings.request_policy, deps.now())
+    certificate = requested_certificate(request)
+    lifetime = None if secret is None else stored.lifetime_label(secret.start, secret.end)
     app, created = await _upsert_application(
         deps,
         request,
         permissions,
-        lifetime=None if secret is None else stored.lifetime_label(secret.start, secret.end),
+        lifetime=lifetime if certificate is None else certificate.lifetime,
+        credential_type="secret" if certificate is None else stored.CERTIFICATE,
     )
     steps: list[Awaitable[Any]] = [_service_principal_and_access(deps, request, app, permissions, created)]
     if secret is not None:
@@ -77,13 +97,27 @@ async def register(deps: Dependencies, request: RegisterRequest) -> Registration
                 secret=secret,
             )
         )
+    if certificate is not None:
+        steps.append(
+            ensure_certificate(
+                deps,
+                app,
+                unique_name=unique_name,
+                origin=request.request_id,
+                requested_by=request.requested_by,
+                owner=request.application.service_management_reference,
+                certificate=certificate,
+            )
+        )
+    # Beside them, the federated credentials (shared.services.federated).
+    federated_step = converge_federated(deps, request, app, created, federated, existing)
     # Every step runs to its end (as gather_all), so that what is left behind is known.
-    results = await asyncio.gather(*steps, return_exceptions=True)
-    failures = [r for r in results if isinstance(r, BaseException)]
+    *results, federated_result = await asyncio.gather(*steps, federated_step, return_exceptions=True)
+    failures = [r for r in (*results, federated_result) if isinstance(r, BaseException)]
     if failures:
-        await _after_failure(deps, request, app, created, results, failures)
+        await _after_failure(deps, request, app, created, results, failures, federated_result)
     sp_id, consent, data_access = cast(tuple[str, list[ConsentResult], list[DataAccessResult]], results[0])
-    credential = cast(ReplyCredential, results[1]) if secret is not None else None
+    credential = cast(ReplyCredential | ReplyCertificate, results[1]) if len(results) > 1 else None
     log.info(
         "registration.succeeded",
         extra={
@@ -109,6 +143,7 @@ async def register(deps: Dependencies, request: RegisterRequest) -> Registration
         credential=credential,
         consent=consent,
         data_access=data_access,
+        federated_credentials=cast(list[FederatedCredentialResult], federated_result),
     )
 
 
@@ -136,6 +171,7 @@ async def _after_failure(
     created: bool,
     results: list[Any],
     failures: list[BaseException],
+    federated_result: object,
 ) -> NoReturn:
     """A step failed after the application was written. A transient failure is raised for
     redelivery, which converges. A permanent one (a tenant policy refusing the secret, a
@@ -161,7 +197,9 @@ async def _after_failure(
     if not isinstance(results[0], BaseException):
         changed.append("its service principal, consent and data roles")
     if len(results) > 1 and not isinstance(results[1], BaseException):
-        changed.append("its secret (the one the reply of a successful request would name)")
+        changed.append("its credential (the one the reply of a successful request would name)")
+    if not isinstance(federated_result, BaseException):
+        changed.append("its federated credentials")
     raise RequestRejected(
         [
             problem,
@@ -178,12 +216,13 @@ async def _after_failure(
 
 
 async def _remove_created(deps: Dependencies, app: AppRecord, unique_name: str) -> None:
-    """Undo a creation: disable the values stored for this application and remove its data
-    roles, then delete its service principal (with its consent) and the application (with its
-    credentials)."""
+    """Undo a creation: disable the values and certificates stored for this application and
+    remove its data roles, then delete its service principal (with its consent) and the
+    application (with its credentials)."""
     name = stored.secret_name(unique_name)
     versions, assignments = await gather_all(deps.vault.versions(name), data_roles_of(deps, app))
     await gather_all(
+        disable_versions(deps, unique_name, app.app_id),
         *(
             deps.vault.disable(name, v.version)
             for v in versions
@@ -244,13 +283,14 @@ async def _upsert_application(
     permissions: list[ResolvedPermission],
     *,
     lifetime: str | None,
+    credential_type: str,
 ) -> tuple[AppRecord, bool]:
     application = request.application
     uris = application.redirect_uris
     desired = DesiredApplication(
         display_name=application.display_name,
         tags=stored.application_tags(
-            deps.settings.service_tag, request.request_id, request.requested_by, lifetime
+            deps.settings.service_tag, request.request_id, request.requested_by, lifetime, credential_type
         ),
         notes=application.notes,
         web_redirect_uris=tuple(uris.web),
@@ -266,12 +306,17 @@ async def _upsert_application(
         raise not_managed() from None
 
 
-async def _ensure_may_converge(deps: Dependencies, request: RegisterRequest) -> None:
+async def _ensure_may_converge(
+    deps: Dependencies, request: RegisterRequest
+) -> tuple[AppRecord | None, FederatedPlan]:
     """Before the first write: an existing application of this uniqueName must be the
-    service's and belong to the request's serviceManagementReference (shared.services.ownership)."""
+    service's and belong to the request's serviceManagementReference (shared.services.ownership),
+    and its federated credentials must leave room for the request's (shared.services.federated).
+    Returns the application (None: there is none yet) and the plan for its federated credentials."""
     try:
         existing = await deps.applications.get_application_by_unique_name(request.unique_name)
     except PermissionDenied:
         raise not_managed() from None
     if existing is not None:
         ensure_owned(existing, deps.settings.service_tag, request.application.service_management_reference)
+    return existing, await plan_federated_credentials(deps, request, existing)

@@ -9,14 +9,15 @@ import logging
 
 from shared.domain import credentials as creds
 from shared.domain import stored
-from shared.domain.errors import NotFound, PermanentError, PolicyViolation
+from shared.domain.errors import NotFound, PermanentError, PolicyViolation, TransientError
 from shared.domain.planner import MAX_CREDENTIALS, expects_secret, rotated_within
 from shared.domain.records import AppRecord, StoredVersion
-from shared.messages.replies import RegistrationReply, ReplyApplication, ReplyCredential
+from shared.messages.replies import RegistrationReply, ReplyApplication, ReplyCertificate, ReplyCredential
 from shared.messages.requests import RotateRequest
+from shared.services.certificates import certificate_issued_by
 from shared.services.dependencies import Dependencies
 from shared.services.ownership import ensure_owned
-from shared.services.rotation import rotate
+from shared.services.rotation import Outcome, rotate
 from shared.services.secrets import reply_credential
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ async def rotate_on_request(deps: Dependencies, request: RotateRequest) -> Regis
             "not_found", "No application with this uniqueName exists.", field="application.uniqueName"
         )
     ensure_owned(app, deps.settings.service_tag, request.application.service_management_reference)
+    if stored.credential_type_tag(app.tags) == stored.CERTIFICATE:
+        return await _rotate_certificate(deps, request, app)
     if not expects_secret(app, deps.settings.service_tag):
         # A public client holds no secret (register refuses one): nor does rotate give it one.
         raise PermanentError(
@@ -70,12 +73,7 @@ async def rotate_on_request(deps: Dependencies, request: RotateRequest) -> Regis
     latest_app = outcome.app or app
     credential = outcome.issued or await _issued_earlier(deps, latest_app, request.request_id)
     if credential is None:
-        reasons = sorted({e.reason for e in outcome.events if e.action == "report"})
-        policy = next((r for r in reasons if r.startswith("tenant-policy:")), None)
-        if policy is not None:
-            raise PolicyViolation(
-                policy.split(":", 1)[1], "a tenant policy refused the new secret", "credential"
-            )
+        _refused_by_policy(outcome)
         raise PermanentError(
             "credential_limit",
             f"The application already holds {MAX_CREDENTIALS} credentials this service may not remove.",
@@ -84,8 +82,37 @@ async def rotate_on_request(deps: Dependencies, request: RotateRequest) -> Regis
     return _succeeded(deps, request, latest_app, credential)
 
 
+async def _rotate_certificate(
+    deps: Dependencies, request: RotateRequest, app: AppRecord
+) -> RegistrationReply:
+    """A new certificate now, attached before anything is retired; a redelivery answers with
+    the one this request made."""
+    outcome = await rotate(
+        deps, app, force=True, origin=request.request_id, requested_by=request.requested_by, dry_run=False
+    )
+    latest_app = outcome.app or app
+    credential = outcome.issued or await certificate_issued_by(deps, latest_app, request.request_id)
+    if credential is None:
+        _refused_by_policy(outcome)
+        raise TransientError("CertificateNotAttached", "the new certificate is not on the application yet")
+    return _succeeded(deps, request, latest_app, credential)
+
+
+def _refused_by_policy(outcome: Outcome) -> None:
+    """Raise the tenant policy's refusal of the new credential, if that is why there is none."""
+    reasons = sorted({e.reason for e in outcome.events if e.action == "report"})
+    policy = next((r for r in reasons if r.startswith("tenant-policy:")), None)
+    if policy is not None:
+        raise PolicyViolation(
+            policy.split(":", 1)[1], "a tenant policy refused the new credential", "credential"
+        )
+
+
 def _succeeded(
-    deps: Dependencies, request: RotateRequest, app: AppRecord, credential: ReplyCredential
+    deps: Dependencies,
+    request: RotateRequest,
+    app: AppRecord,
+    credential: ReplyCredential | ReplyCertificate,
 ) -> RegistrationReply:
     return RegistrationReply(
         request_id=request.request_id,

@@ -14,14 +14,24 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from shared.domain import certificates as certs
 from shared.domain import stored
 from shared.domain.durations import parse_duration
 from shared.domain.errors import NotFound, PermanentError, PermissionDenied, PolicyViolation, TransientError
 from shared.domain.planner import Step, expects_secret, plan_rotation
-from shared.domain.records import AppRecord, StoredVersion
+from shared.domain.policy import RequestedCertificate
+from shared.domain.records import AppRecord, CertificateVersion, StoredVersion
 from shared.messages.envelope import body_envelopes
-from shared.messages.replies import ReplyCredential
+from shared.messages.replies import ReplyCertificate, ReplyCredential
 from shared.messages.rotation import EventApp, RotationEvent, RotationMessage
+from shared.services.certificates import (
+    EXPORTABLE,
+    SUBJECT,
+    attach,
+    create_version,
+    remove_keys,
+    reply_certificate,
+)
 from shared.services.delivery import Delivery, retry_unless_last
 from shared.services.dependencies import Dependencies
 from shared.services.exclusive import exclusively
@@ -49,7 +59,7 @@ def event(
 class Outcome:
     app: AppRecord | None
     events: list[RotationEvent] = field(default_factory=list)
-    issued: ReplyCredential | None = None
+    issued: ReplyCredential | ReplyCertificate | None = None
 
 
 def _lifetime(app: AppRecord, versions: Iterable[StoredVersion], default: str) -> str:
@@ -87,6 +97,10 @@ async def rotate(
     settings, graph, vault = deps.settings, deps.applications, deps.vault
     policy = settings.rotation_policy
     dry_run = settings.rotation_dry_run if dry_run is None else dry_run
+    if stored.credential_type_tag(app.tags) == stored.CERTIFICATE:
+        return await rotate_certificates(
+            deps, app, force=force, origin=origin, requested_by=requested_by, dry_run=dry_run
+        )
     outcome = Outcome(app)
     assert app.unique_name is not None
     name = stored.secret_name(app.unique_name)
@@ -142,6 +156,100 @@ async def rotate(
         await _remove(deps, app, name, plan.after)
         app = outcome.app = await graph.get_application(app.object_id, dependent=False)
     return outcome
+
+
+async def rotate_certificates(
+    deps: Dependencies,
+    app: AppRecord,
+    *,
+    force: bool,
+    origin: str | None,
+    requested_by: str,
+    dry_run: bool,
+) -> Outcome:
+    """Converge one application's certificates as ``rotate`` does its secrets: plan
+    (shared.domain.certificates), execute, re-read, until the plan is empty. The new
+    certificate is made in the vault and attached (with a proof signed by the current one)
+    before any old one is retired; a tenant policy refusing it is reported."""
+    settings = deps.settings
+    outcome = Outcome(app)
+    assert app.unique_name is not None
+    name = stored.certificate_name(app.unique_name)
+    origin = origin or stored.rotation_origin(deps.now())
+    reported: set[tuple[str, str | None]] = set()
+    for _ in range(MAX_PASSES):
+        now = deps.now()
+        versions, latest = await asyncio.gather(
+            deps.certificates.versions(name), deps.certificates.latest(name)
+        )
+        mine = [v for v in versions if v.tags.get(stored.APP_ID) == app.app_id]
+        plan = certs.plan_certificate_rotation(
+            app.keys,
+            mine,
+            latest if latest is not None and latest.tags.get(stored.APP_ID) == app.app_id else None,
+            now=now,
+            policy=settings.rotation_policy,
+            force=force and outcome.issued is None,
+            may_rotate=outcome.issued is None,
+            origin=origin,
+        )
+        for step in plan.steps:
+            if step.action == "report" and (step.reason, step.key_id) in reported:
+                continue
+            if step.action == "rotate" and not dry_run:
+                continue  # announced once the new key is on the application, with its keyId
+            reported.add((step.reason, step.key_id))
+            outcome.events.append(event(app, step, dry_run=dry_run, at=now))
+        if dry_run or not plan.changes:
+            break
+        if plan.rotate is not None:
+            try:
+                outcome.issued = await _rotate_certificate(
+                    deps, app, name, plan.rotate, mine, origin, requested_by
+                )
+            except PolicyViolation as error:
+                outcome.events.append(
+                    event(app, Step("report", f"tenant-policy:{error.code}"), dry_run=False, at=now)
+                )
+                break
+            rotated = Step("rotate", plan.rotate.reason, key_id=outcome.issued.key_id)
+            outcome.events.append(event(app, rotated, dry_run=False, at=now))
+            app = await deps.applications.get_application(app.object_id, dependent=True)
+        await remove_keys(deps, app, name, plan.after)
+        app = outcome.app = await deps.applications.get_application(app.object_id, dependent=False)
+    return outcome
+
+
+async def _rotate_certificate(
+    deps: Dependencies,
+    app: AppRecord,
+    name: str,
+    step: Step,
+    versions: Sequence[CertificateVersion],
+    origin: str,
+    requested_by: str,
+) -> ReplyCertificate:
+    """Attach the version ``step`` names (made by an attempt that stopped before attaching it),
+    or a new version made like the newest one: same subject, lifetime and exportability."""
+    if step.versions:
+        version = await deps.certificates.get(name, step.versions[0].version)
+    else:
+        newest = await deps.certificates.latest(name)
+        lifetime = stored.lifetime_tag(app.tags) or "P12M"
+        tags = newest.tags if newest is not None else {}
+        exportable = tags.get(EXPORTABLE) == "true"
+        subject = tags.get(SUBJECT) or f"CN={app.unique_name}"
+        version = await create_version(
+            deps,
+            app,
+            name,
+            certs_request=RequestedCertificate(subject, lifetime, exportable),
+            origin=origin,
+            requested_by=requested_by,
+            owner=app.service_management_reference,
+        )
+    key = await attach(deps, app, name, version, versions, origin=origin)
+    return reply_certificate(key, version)
 
 
 async def _remove(deps: Dependencies, app: AppRecord, name: str, steps: Sequence[Step]) -> None:

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from shared.domain import stored
+from shared.domain.certificates import triage_certificates
 from shared.domain.planner import Policy, triage
 from shared.domain.records import AppRecord, StoredVersion
 from shared.messages.envelope import body_envelopes
@@ -27,7 +28,7 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 # What the planner needs of each owned application, nothing more.
-PLAN_SELECT = ("id", "appId", "uniqueName", "tags", "passwordCredentials")
+PLAN_SELECT = ("id", "appId", "uniqueName", "tags", "passwordCredentials", "keyCredentials")
 
 
 @dataclass
@@ -93,7 +94,10 @@ def _plan_one(
     """The scheduler's decision for one application: a message, or (dry run) events."""
     if latest is not None and not latest.enabled:
         latest = None
-    plan = triage(app, latest, now=now, policy=policy, service_tag=settings.service_tag)
+    if stored.credential_type_tag(app.tags) == stored.CERTIFICATE:
+        plan = triage_certificates(app.keys, now=now, policy=policy)
+    else:
+        plan = triage(app, latest, now=now, policy=policy, service_tag=settings.service_tag)
     if not plan.changes:
         return
     sweep.needing_work += 1

@@ -72,6 +72,15 @@ class Tenant:
             if "[managed:" in (p["displayName"] or "") and p["keyId"] not in stored
         ]
 
+    def certificate_versions(self, name: str) -> list[dict[str, Any]]:
+        """The versions of Key Vault certificate ``name`` (thumbprint ``x5t``, validity, tags)."""
+        found = next((c for c in self.snapshot["certificates"] if c["name"] == name), None)
+        return [] if found is None else list(found["versions"])
+
+    def managed_keys(self, unique_name: str) -> list[dict[str, Any]]:
+        """The key credentials the service put on the application (its marker in the name)."""
+        return [k for k in self.app(unique_name)["keyCredentials"] if "[managed:" in (k["displayName"] or "")]
+
     def latest_version(self, name: str) -> dict[str, Any] | None:
         secret = self.secret(name)
         if not secret:

@@ -8,7 +8,6 @@ for the request log to show the held write, never for a sleep to hope for a race
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
 from emulator.launcher import EmulatorClock, RunningEmulator
-from shared import testing
 from shared.domain.stored import lease_name
 from tests import harness
 from tests.e2e.tenant import Tenant, stored_secret_authenticates
@@ -35,14 +33,6 @@ HELD_WRITE = {
     "times": 1,
     "retryAfter": 3,
 }
-
-
-@pytest.fixture
-def clock(emulator: RunningEmulator) -> Iterator[EmulatorClock]:
-    emulated = EmulatorClock(emulator.admin)
-    testing.use_clock(emulated.now)
-    yield emulated
-    testing.use_clock(None)
 
 
 async def until_held(emulator: RunningEmulator) -> None:

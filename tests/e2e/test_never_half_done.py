@@ -94,6 +94,7 @@ async def test_a_redelivered_decommission_of_a_public_client_answers_like_the_fi
         "servicePrincipal": True,
         "keyVaultSecretVersionsDisabled": 0,
         "roleAssignments": 0,
+        "keyVaultCertificateVersionsDisabled": 0,
     }
     assert again == first
     assert Tenant.read(emulator).apps("dicom-viewer") == []
@@ -203,7 +204,7 @@ async def test_a_permanent_failure_on_an_existing_application_says_what_changed(
     codes = [(e["field"], e["code"]) for e in settled.reply["errors"]]
     assert codes == [("request", "Authorization_RequestDenied"), ("application", "changed_before_failure")]
     what = settled.reply["errors"][1]["message"]
-    assert "its properties" in what and "its secret" in what and "consent" not in what
+    assert "its properties" in what and "its credential" in what and "consent" not in what
     assert Tenant.read(emulator).app("dicom-ingest-prod")["displayName"] == "DICOM ingest (renamed)"
 
 

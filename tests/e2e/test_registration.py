@@ -228,6 +228,7 @@ async def test_decommission_removes_the_app_and_disables_its_stored_secret(emula
         "servicePrincipal": True,
         "keyVaultSecretVersionsDisabled": 1,
         "roleAssignments": 2,
+        "keyVaultCertificateVersionsDisabled": 0,
     }
     tenant = Tenant.read(emulator)
     assert tenant.apps("dicom-ingest-prod") == []
@@ -242,6 +243,7 @@ async def test_decommission_removes_the_app_and_disables_its_stored_secret(emula
         "servicePrincipal": False,
         "keyVaultSecretVersionsDisabled": 1,
         "roleAssignments": 0,
+        "keyVaultCertificateVersionsDisabled": 0,
     }
 
 

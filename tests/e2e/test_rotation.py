@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,15 +20,6 @@ from tests.e2e.tenant import Tenant, parse_time, stored_secret_authenticates
 
 TAG = "managed-by:entra-app-registration-service"
 OWNER = "CI0009999 rotation tests"
-
-
-@pytest.fixture
-def clock(emulator: RunningEmulator) -> Iterator[EmulatorClock]:
-    """The service decides at the emulator's time, which the test moves."""
-    emulated = EmulatorClock(emulator.admin)
-    testing.use_clock(emulated.now)
-    yield emulated
-    testing.use_clock(None)
 
 
 def register_body(unique_name: str, credential: dict[str, Any] | None = None) -> dict[str, Any]:

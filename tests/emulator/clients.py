@@ -13,6 +13,9 @@ from typing import Any
 
 import httpx
 from azure.identity.aio import ClientSecretCredential
+from azure.keyvault.certificates.aio import CertificateClient
+from azure.keyvault.keys.aio import KeyClient
+from azure.keyvault.keys.crypto.aio import CryptographyClient
 from azure.keyvault.secrets.aio import SecretClient
 from azure.mgmt.authorization.v2022_04_01.aio import AuthorizationManagementClient
 from azure.servicebus.aio import ServiceBusClient
@@ -66,6 +69,33 @@ def secret_client(settings: dict[str, str], cred: ClientSecretCredential) -> Sec
         cred,
         verify_challenge_resource=False,
         connection_verify=settings["PLATFORM_CA_FILE"],
+    )
+
+
+def certificate_client(settings: dict[str, str], cred: ClientSecretCredential) -> CertificateClient:
+    """azure-keyvault-certificates' async CertificateClient against the emulated vault."""
+    return CertificateClient(
+        settings["KEY_VAULT_URL"],
+        cred,
+        verify_challenge_resource=False,
+        connection_verify=settings["PLATFORM_CA_FILE"],
+    )
+
+
+def key_client(settings: dict[str, str], cred: ClientSecretCredential) -> KeyClient:
+    """azure-keyvault-keys' async KeyClient against the emulated vault."""
+    return KeyClient(
+        settings["KEY_VAULT_URL"],
+        cred,
+        verify_challenge_resource=False,
+        connection_verify=settings["PLATFORM_CA_FILE"],
+    )
+
+
+def crypto_client(settings: dict[str, str], key_id: str, cred: ClientSecretCredential) -> CryptographyClient:
+    """azure-keyvault-keys' async CryptographyClient for ``key_id`` (a certificate's ``key_id``)."""
+    return CryptographyClient(
+        key_id, cred, verify_challenge_resource=False, connection_verify=settings["PLATFORM_CA_FILE"]
     )
 
 

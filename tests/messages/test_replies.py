@@ -6,6 +6,7 @@ import pytest
 
 from shared.messages.replies import (
     ConsentResult,
+    FederatedCredentialResult,
     RegistrationReply,
     RemovedResources,
     ReplyApplication,
@@ -35,6 +36,14 @@ def test_reply_serialises_in_camel_case() -> None:
             key_vault_secret_id="https://kv.vault.azure.net/secrets/dicom-ingest-prod/0123",
         ),
         consent=[ConsentResult(api="dicom", delegated=["user_impersonation"])],
+        federated_credentials=[
+            FederatedCredentialResult(
+                name="deploy-main",
+                issuer="https://token.actions.githubusercontent.com",
+                subject="repo:contoso/app:ref:refs/heads/main",
+                audiences=["api://AzureADTokenExchange"],
+            )
+        ],
     )
     document = json.loads(reply.model_dump_json())
     assert document == {
@@ -61,6 +70,14 @@ def test_reply_serialises_in_camel_case() -> None:
         },
         "consent": [{"api": "dicom", "delegated": ["user_impersonation"], "application": []}],
         "dataAccess": [],
+        "federatedCredentials": [
+            {
+                "name": "deploy-main",
+                "issuer": "https://token.actions.githubusercontent.com",
+                "subject": "repo:contoso/app:ref:refs/heads/main",
+                "audiences": ["api://AzureADTokenExchange"],
+            }
+        ],
         "removed": None,
         "errors": [],
     }
@@ -79,6 +96,7 @@ def test_decommission_reply() -> None:
         "application": True,
         "servicePrincipal": True,
         "keyVaultSecretVersionsDisabled": 2,
+        "keyVaultCertificateVersionsDisabled": 0,
         "roleAssignments": 0,
     }
 

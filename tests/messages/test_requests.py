@@ -11,6 +11,7 @@ from shared.domain.policy import check_policy
 from shared.messages.base import RequestRejected
 from shared.messages.parsing import parse_request
 from shared.messages.requests import (
+    CertificateCredential,
     DecommissionRequest,
     NoCredential,
     RotateRequest,
@@ -66,7 +67,10 @@ def test_samples_cover_each_client_type() -> None:
         "CI0001001 DICOM ingest",
         "CI0001002 FHIR viewer",
         "CI0001003 DICOM viewer",
+        "CI0001004 FHIR export",
     }
+    certificate = by_name["certificate-client.json"].credential
+    assert isinstance(certificate, CertificateCredential) and certificate.exportable is False
     assert public.application.redirect_uris.spa == ["https://viewer.contoso.com"]
     assert isinstance(public.credential, NoCredential)
     assert public.grant_admin_consent
@@ -198,7 +202,7 @@ BAD_INPUTS = [
     ("grantAdminConsent", 1, "grantAdminConsent"),
     ("credential", "secret", "credential"),
     ("credential", {}, "credential.type"),
-    ("credential.type", "certificate", "credential.type"),
+    ("credential.type", "x509", "credential.type"),
     ("credential.type", "none", "credential.description"),  # none takes no other fields
     ("credential.lifetime", "P1Y", "credential.lifetime"),
     ("credential.lifetime", "P36M", "credential.lifetime"),
@@ -387,3 +391,145 @@ def test_custom_dates() -> None:
 def test_credential_rules(credential: dict[str, Any], field: str, code: str) -> None:
     errors = rejection(with_changes("credential", credential)).errors
     assert [(e.field, e.code) for e in errors] == [(field, code)]
+
+
+# ---------------------------------------------------------------- federated credentials
+
+GITHUB = "https://token.actions.githubusercontent.com"
+
+
+def federated(**changes: Any) -> dict[str, Any]:
+    return {
+        "name": "deploy-main",
+        "issuer": GITHUB,
+        "subject": "repo:contoso/app:ref:refs/heads/main",
+    } | changes
+
+
+def test_federated_credentials_parse_by_their_json_names() -> None:
+    request = register(
+        with_changes(
+            "federatedCredentials", [federated(description="CI deploys"), federated(name="prod", subject="s")]
+        )
+    )
+    first, second = request.federated_credentials
+    assert (first.name, first.issuer, first.description) == ("deploy-main", GITHUB, "CI deploys")
+    assert second.description is None
+    assert register(VALID).federated_credentials == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "field", "code"),
+    [
+        (federated(name="ab"), "federatedCredentials[0].name", "invalid_format"),
+        (federated(name="n" * 121), "federatedCredentials[0].name", "invalid_format"),
+        (federated(name="-leading"), "federatedCredentials[0].name", "invalid_format"),
+        (federated(name="_leading"), "federatedCredentials[0].name", "invalid_format"),
+        (federated(name="has.dot"), "federatedCredentials[0].name", "invalid_format"),
+        (federated(name="has space"), "federatedCredentials[0].name", "invalid_format"),
+        (federated(name="wild*"), "federatedCredentials[0].name", "invalid_format"),
+        (
+            federated(issuer="http://token.actions.githubusercontent.com"),
+            "federatedCredentials[0].issuer",
+            "invalid_issuer",
+        ),
+        (
+            federated(issuer="token.actions.githubusercontent.com"),
+            "federatedCredentials[0].issuer",
+            "invalid_issuer",
+        ),
+        (federated(issuer=GITHUB + "?x=1"), "federatedCredentials[0].issuer", "invalid_issuer"),
+        (federated(issuer=GITHUB + "#frag"), "federatedCredentials[0].issuer", "invalid_issuer"),
+        (federated(issuer=" " + GITHUB), "federatedCredentials[0].issuer", "invalid_issuer"),
+        (federated(issuer="https://*.contoso.com"), "federatedCredentials[0].issuer", "wildcard"),
+        (
+            federated(issuer="https://i.contoso.com/" + "i" * 579),
+            "federatedCredentials[0].issuer",
+            "too_long",
+        ),
+        (federated(subject=""), "federatedCredentials[0].subject", "too_short"),
+        (federated(subject="s" * 601), "federatedCredentials[0].subject", "too_long"),
+        (
+            federated(subject="repo:contoso/*:ref:refs/heads/main"),
+            "federatedCredentials[0].subject",
+            "wildcard",
+        ),
+        (federated(subject=" repo:contoso/app"), "federatedCredentials[0].subject", "invalid_format"),
+        (federated(subject="repo:contoso/app\n"), "federatedCredentials[0].subject", "invalid_character"),
+        (federated(description=""), "federatedCredentials[0].description", "too_short"),
+        (federated(description="d" * 581), "federatedCredentials[0].description", "too_long"),
+        (federated(description="bell\x07"), "federatedCredentials[0].description", "invalid_character"),
+        (
+            federated(audiences=["api://AzureADTokenExchange"]),
+            "federatedCredentials[0].audiences",
+            "unexpected_field",
+        ),
+        ({"issuer": GITHUB, "subject": "s"}, "federatedCredentials[0].name", "missing"),
+        ("deploy-main", "federatedCredentials[0]", "invalid_type"),
+    ],
+    ids=lambda v: repr(v)[:50],
+)
+def test_federated_credential_rules(entry: Any, field: str, code: str) -> None:
+    errors = rejection(with_changes("federatedCredentials", [entry])).errors
+    assert [(e.field, e.code) for e in errors] == [(field, code)]
+
+
+def test_federated_credential_boundaries() -> None:
+    longest = federated(
+        name="n" * 120,
+        issuer="https://i.contoso.com/" + "i" * (600 - 22),
+        subject="s" * 600,
+        description="d" * 580,
+    )
+    register(with_changes("federatedCredentials", [longest, federated(name="abc", subject="t")]))
+
+
+def test_federated_names_are_unique_case_insensitively_and_pairs_unique() -> None:
+    same_name = [federated(), federated(name="Deploy-Main", subject="other")]
+    assert [(e.field, e.code) for e in rejection(with_changes("federatedCredentials", same_name)).errors] == [
+        ("federatedCredentials[1].name", "duplicate")
+    ]
+    same_pair = [federated(), federated(name="another")]
+    assert [(e.field, e.code) for e in rejection(with_changes("federatedCredentials", same_pair)).errors] == [
+        ("federatedCredentials[1].subject", "duplicate")
+    ]
+    # the same subject from two issuers is two pairs
+    register(
+        with_changes(
+            "federatedCredentials", [federated(), federated(name="another", issuer="https://x.contoso.com")]
+        )
+    )
+
+
+def test_federated_credentials_at_most_20() -> None:
+    entries = [federated(name=f"cred-{i}", subject=f"s{i}") for i in range(21)]
+    assert len(register(with_changes("federatedCredentials", entries[:20])).federated_credentials) == 20
+    errors = rejection(with_changes("federatedCredentials", entries)).errors
+    assert [(e.field, e.code) for e in errors] == [("federatedCredentials", "too_long")]
+
+
+def test_a_public_client_cannot_hold_federated_credentials() -> None:
+    document = with_changes(
+        "federatedCredentials",
+        [federated()],
+        with_changes("application.clientType", "public", with_changes("credential", {"type": "none"})),
+    )
+    assert [(e.field, e.code) for e in rejection(document).errors] == [
+        ("federatedCredentials", "not_allowed_for_client_type")
+    ]
+    confidential = with_changes(
+        "application.clientType", "confidential", with_changes("federatedCredentials", [federated()])
+    )
+    assert len(register(confidential).federated_credentials) == 1
+
+
+def test_federated_rejections_never_echo_the_value() -> None:
+    marker = "ZQXJMARKERQZXJ"
+    for entry in (
+        federated(name="bad name " + marker),
+        federated(issuer="http://" + marker),
+        federated(subject="*" + marker),
+        federated(description=marker * 50),
+    ):
+        for error in rejection(with_changes("federatedCredentials", [entry])).errors:
+            assert marker not in error.model_dump_json()

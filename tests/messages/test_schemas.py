@@ -26,6 +26,7 @@ def test_schemas_describe_the_contract() -> None:
         "grantAdminConsent",
         "credential",
         "dataAccess",
+        "federatedCredentials",
     } == set(register_schema["properties"])
     assert set(request["$defs"]["RedirectUris"]["properties"]) == {"web", "publicClient", "spa"}
     for application in ("RegisterApplication", "ApplicationRef"):
@@ -41,5 +42,6 @@ def test_schemas_describe_the_contract() -> None:
         "consent",
         "removed",
         "dataAccess",
+        "federatedCredentials",
         "errors",
     }

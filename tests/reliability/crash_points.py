@@ -10,6 +10,7 @@ without touching this file.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from tests.e2e.tenant import Tenant, parse_time
 
 # Requests to the emulated platform's data planes (not the token endpoint): Graph, Key Vault and
 # the storage account that holds the per-application leases.
-PLATFORM = r"^/(v1\.0|secrets|deletedsecrets|devstoreaccount1|subscriptions)(/|$)"
+PLATFORM = r"^/(v1\.0|secrets|deletedsecrets|certificates|keys|devstoreaccount1|subscriptions)(/|$)"
 DATA_ROLE_IDS = {role.id for role in DATA_ROLES.values()}
 FAULTS: dict[str, dict[str, Any]] = {
     "lost-response": {"kind": "lost-response", "path": PLATFORM},
@@ -91,6 +92,7 @@ def converged_state(emulator: RunningEmulator, unique_name: str, reply: dict[str
         )
         [current] = [p for p in app["passwordCredentials"] if p["keyId"] == latest["tags"]["keyId"]]
         assert parse_time(current["startDateTime"]) <= tenant.now < parse_time(current["endDateTime"])
+    state.update(_certificate_state(tenant, unique_name, app))
     sps = tenant.service_principals(app["appId"])
     resources = {sp["id"]: sp["displayName"] for sp in tenant.snapshot["servicePrincipals"]}
     state.update(
@@ -116,8 +118,31 @@ def converged_state(emulator: RunningEmulator, unique_name: str, reply: dict[str
         assignments=sorted(
             (resources[a["resourceId"]], a["appRoleId"]) for sp in sps for a in tenant.assignments(sp["id"])
         ),
+        federatedCredentials=sorted(
+            (c["name"], c["issuer"], c["subject"], c["description"], tuple(c["audiences"]))
+            for c in emulator.admin.graph(
+                "GET", f"/applications/{app['id']}/federatedIdentityCredentials"
+            ).json()["value"]
+        ),
     )
     return state
+
+
+def _certificate_state(tenant: Tenant, unique_name: str, app: dict[str, Any]) -> dict[str, Any]:
+    """The certificates' share of the state, and their invariants: every key credential the
+    service attached has its private key in an enabled vault version, and every enabled
+    version is on the application (none made twice, none left unattached)."""
+    keys = tenant.managed_keys(unique_name)
+    versions = [
+        v
+        for v in tenant.certificate_versions(f"cert-{unique_name}")
+        if v["enabled"] and v["tags"].get("appId") == app["appId"]
+    ]
+    on_app = {base64.b64decode(k["customKeyIdentifier"]).hex().upper() for k in keys}
+    in_vault = {v["x5t"] for v in versions}
+    assert on_app <= in_vault, "a certificate on the application has no private key in the vault"
+    assert in_vault <= on_app, "an enabled certificate version is on no application"
+    return {"certificates": len(keys), "storedCertificates": len(versions)}
 
 
 async def run_clean(emulator: RunningEmulator, scenario: Scenario) -> tuple[int, dict[str, Any]]:

@@ -153,15 +153,25 @@ def api_permissions(draw: st.DrawFn) -> list[dict[str, Any]]:
     return permissions
 
 
+CERTIFICATE_LIFETIMES = st.sampled_from(["P1M", "P3M", "P6M", "P12M", "P24M"])
+
+
 @st.composite
 def credentials(draw: st.DrawFn, client_type: str) -> dict[str, Any] | None:
     if client_type == "public":
         return draw(st.sampled_from([None, {"type": "none"}]))
-    kind = draw(st.sampled_from(["absent", "none", "lifetime", "dates"]))
+    kind = draw(st.sampled_from(["absent", "none", "lifetime", "dates", "certificate"]))
     if kind == "absent":
         return None
     if kind == "none":
         return {"type": "none"}
+    if kind == "certificate":
+        certificate: dict[str, Any] = {"type": "certificate", "lifetime": draw(CERTIFICATE_LIFETIMES)}
+        if draw(st.booleans()):
+            certificate["exportable"] = draw(st.booleans())
+        if draw(st.booleans()):
+            certificate["subject"] = draw(st.sampled_from(["CN=job", "CN=export job, O=Contoso, C=US"]))
+        return certificate
     credential: dict[str, Any] = {"type": "secret"}
     if draw(st.booleans()):
         credential["description"] = draw(text_field(1, 100))

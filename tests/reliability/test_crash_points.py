@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import os
 from typing import Any
 
 import pytest
@@ -34,6 +35,35 @@ async def _register(emulator: RunningEmulator, name: str) -> None:
     assert reply["status"] == "succeeded"
 
 
+def _federated(emulator_issuer: str, request_id: str, *subjects: tuple[str, str]) -> dict[str, Any]:
+    body = copy.deepcopy(sample("service-client"))
+    body["requestId"] = request_id
+    body["federatedCredentials"] = [
+        {"name": name, "issuer": emulator_issuer, "subject": subject} for name, subject in subjects
+    ]
+    return body
+
+
+def _issuer() -> str:
+    return os.environ["FEDERATED_ISSUERS"]
+
+
+async def _register_federated(emulator: RunningEmulator) -> None:
+    body = _federated(
+        _issuer(), "SNOW-CHG0012500", ("keep", "s-keep"), ("change", "s-old"), ("drop", "s-drop")
+    )
+    reply = await harness.register(body)
+    assert reply["status"] == "succeeded", reply["errors"]
+
+
+async def _converge_federated() -> dict[str, Any]:
+    body = _federated(
+        _issuer(), "SNOW-CHG0012501", ("keep", "s-keep"), ("change", "s-new"), ("add", "s-drop")
+    )
+    reply, _ = await harness.deliver_until_settled(body)
+    return reply
+
+
 ROTATE = {
     "schemaVersion": 1,
     "requestId": "SNOW-CHG0012400",
@@ -50,12 +80,13 @@ class ScheduledRotation:
     """A rotation as the timer plans it: the app registered, the clock moved 20 days before its
     secret expires, the scheduler's message for it; then that message is delivered until settled."""
 
-    def __init__(self) -> None:
+    def __init__(self, sample_name: str = "service-client") -> None:
+        self.sample = sample_name
         self.body = ""
 
     async def prepare(self, emulator: RunningEmulator) -> None:
         testing.use_clock(None)
-        reply = await harness.register(sample("service-client"))
+        reply = await harness.register(sample(self.sample))
         end = parse_time(reply["credential"]["endDateTime"])
         clock = EmulatorClock(emulator.admin)
         clock.set(end - dt.timedelta(days=20))
@@ -68,6 +99,7 @@ class ScheduledRotation:
 
 
 SCHEDULED = ScheduledRotation()
+SCHEDULED_CERTIFICATE = ScheduledRotation("certificate-client")
 
 DECOMMISSION = {
     "schemaVersion": 1,
@@ -100,7 +132,22 @@ SCENARIOS = [
         register_delivery(ROTATE),
         prepare=lambda emulator: _register(emulator, "service-client"),
     ),
+    Scenario(
+        "converge federated credentials",
+        "dicom-ingest-prod",
+        _converge_federated,
+        prepare=_register_federated,
+    ),
     Scenario("scheduled rotation", "dicom-ingest-prod", SCHEDULED.deliver, prepare=SCHEDULED.prepare),
+    Scenario(
+        "register certificate client", "fhir-export-prod", register_delivery(sample("certificate-client"))
+    ),
+    Scenario(
+        "scheduled certificate rotation",
+        "fhir-export-prod",
+        SCHEDULED_CERTIFICATE.deliver,
+        prepare=SCHEDULED_CERTIFICATE.prepare,
+    ),
     Scenario(
         "decommission",
         "dicom-ingest-prod",

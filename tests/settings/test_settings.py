@@ -26,6 +26,7 @@ SETTING_NAMES = [
     "DEFAULT_SECRET_LIFETIME",
     "API_POLICY",
     "REDIRECT_URI_DOMAINS",
+    "FEDERATED_ISSUERS",
     "ROTATION_SCHEDULE",
     "ROTATION_WINDOW",
     "ROTATION_GRACE_PERIOD",
@@ -222,6 +223,13 @@ def test_required(env, monkeypatch, missing: str) -> None:
         ("API_POLICY", '{"fhir": {"resource": "https://x", "roles": []}}'),
         ("REDIRECT_URI_DOMAINS", "intranet"),
         ("REDIRECT_URI_DOMAINS", "contoso.com,evil com"),
+        ("FEDERATED_ISSUERS", "http://token.actions.githubusercontent.com"),
+        ("FEDERATED_ISSUERS", "https://a.contoso.com,token.actions.githubusercontent.com"),
+        ("FEDERATED_ISSUERS", "https://a.contoso.com/?tenant=1"),
+        ("FEDERATED_ISSUERS", "https://*.contoso.com"),
+        ("FEDERATED_ISSUERS", '["https://a.contoso.com", 3]'),
+        ("FEDERATED_ISSUERS", '["https://a.contoso.com"'),
+        ("FEDERATED_ISSUERS", '{"issuer": "https://a.contoso.com"}'),
         ("ROTATION_SCHEDULE", "0 3 * * *"),
         ("ROTATION_GRACE_PERIOD", "PT23H59M59S"),
         ("ROTATION_GRACE_PERIOD", "P0D"),
@@ -251,3 +259,20 @@ def test_validation_errors_never_print_the_client_secret(env) -> None:
 def test_constructed_directly_by_env_names(env) -> None:
     settings = Settings(AZURE_TENANT_ID="contoso.onmicrosoft.com", KEY_VAULT_URL="https://kv.vault.azure.net")
     assert settings.azure_tenant_id == "contoso.onmicrosoft.com"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://token.actions.githubusercontent.com, https://oidc.contoso.com/tenant-1",
+        '["https://token.actions.githubusercontent.com", "https://oidc.contoso.com/tenant-1"]',
+    ],
+)
+def test_federated_issuers_comma_separated_or_json(env, value: str) -> None:
+    assert get_settings().federated_issuers == ()  # default: no issuer is trusted
+    env("FEDERATED_ISSUERS", value)
+    get_settings.cache_clear()
+    assert get_settings().federated_issuers == (
+        "https://token.actions.githubusercontent.com",
+        "https://oidc.contoso.com/tenant-1",
+    )

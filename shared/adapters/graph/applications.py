@@ -1,4 +1,5 @@
-"""Microsoft Graph gateway for applications, their service principals and their client secrets.
+"""Microsoft Graph gateway for applications, their service principals, their client secrets and
+(shared.adapters.graph.federated) their federated identity credentials.
 
 Every method says what it returns, what it raises (shared.domain.errors types, never an SDK
 error) and the Graph application permission it needs. Calls run through ``GraphCalls``
@@ -13,6 +14,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters.graph.calls import GraphCalls
+from shared.adapters.graph.federated import FederatedCredentialsGateway
+from shared.adapters.graph.keys import key_info
 from shared.domain.errors import NotFound, PermanentError, ReplicationPending, TransientError
 from shared.domain.records import AppRecord, DesiredApplication, NewPassword, PasswordInfo
 from shared.domain.secret_value import SecretValue
@@ -28,13 +31,15 @@ APP_SELECT = [
     "displayName",
     "tags",
     "passwordCredentials",
+    "keyCredentials",
     "createdDateTime",
     "serviceManagementReference",
 ]
 
 
-class ApplicationsGateway:
-    """Applications, service principals and password credentials, through one ``GraphCalls``."""
+class ApplicationsGateway(FederatedCredentialsGateway):
+    """Applications, service principals, password credentials and (inherited, in
+    shared.adapters.graph.federated) federated identity credentials, through one ``GraphCalls``."""
 
     def __init__(self, calls: GraphCalls) -> None:
         self.calls = calls
@@ -369,4 +374,5 @@ def _app_record(app: Application) -> AppRecord:
         tags=tuple(app.tags or ()),
         passwords=tuple(_password_info(p) for p in app.password_credentials or []),
         service_management_reference=app.service_management_reference,
+        keys=tuple(key_info(k) for k in app.key_credentials or []),
     )
