@@ -4,7 +4,9 @@ Starts the emulator and runs function_app.py in the local Functions host
 (emulator.functions_host) on the emulated Service Bus namespace. Sends each request in samples/
 to the registration queue with azure-servicebus, as a ticketing system would (ReplyTo a
 session of its own), reads the correlated reply, and proves the secret stored in Key Vault
-authenticates; then advances the emulator's clock past the rotation window, runs the
+authenticates, the certificate client gets a token with an assertion signed in Key Vault (its
+private key never leaves the vault), and a pipeline with a federated credential exchanges its
+identity provider's token for the application's; then advances the emulator's clock past the rotation window, runs the
 rotation timer now (as the host's admin endpoint does) and lets the host's rotation function
 take the messages, shows the new credential and Key Vault version, and after the grace period the
 retirement of the old one. A client given data roles reads its FHIR and DICOM services with
@@ -221,6 +223,58 @@ async def certificate_demo(
     print(f"    an assertion signed in Key Vault gets a token: {'yes' if token else 'NO'}")
 
 
+async def federated_demo(emulator: RunningEmulator) -> None:
+    """A deployment pipeline with no secret and no certificate at all: a federated credential
+    trusts its identity provider's token for one subject (here the emulator's test issuer,
+    GitHub-Actions-like), and the pipeline exchanges that token for the application's."""
+    from azure.identity.aio import ClientAssertionCredential
+
+    settings = emulator.settings
+    subject = "repo:contoso/fhir-export:environment:prod"
+    body = {
+        "schemaVersion": 1,
+        "requestId": "JIRA-IAM-4712",
+        "action": "register",
+        "requestedBy": "bob@contoso.com",
+        "application": {
+            "serviceManagementReference": "CI0001004 FHIR export",
+            "uniqueName": "fhir-export-deploy",
+            "displayName": "FHIR export deployment pipeline",
+            "clientType": "service",
+        },
+        "credential": {"type": "none"},
+        "federatedCredentials": [
+            {"name": "github-prod", "issuer": settings["EMULATOR_OIDC_ISSUER"], "subject": subject}
+        ],
+    }
+    reply = await request(emulator, json.dumps(body).encode())
+    print(f"\n== federated credential: {reply['status']} (sent through Service Bus, reply correlated)")
+    if reply["status"] != "succeeded":
+        print(f"    errors: {reply['errors']}")
+        return
+    for fic in reply["federatedCredentials"]:
+        print(f"    trusts       {fic['issuer']} for {fic['subject']} ({fic['audiences'][0]})")
+
+    def workload_token() -> str:
+        # What the pipeline's identity provider hands the job (minted by the emulator's issuer).
+        minted = emulator.admin.request("POST", "/_emulator/oidc/token", json={"subject": subject}).json()
+        return str(minted["token"])
+
+    exchange = ClientAssertionCredential(
+        settings["AZURE_TENANT_ID"],
+        reply["application"]["clientId"],
+        workload_token,
+        authority=settings["AZURE_AUTHORITY_HOST"],
+        connection_verify=settings["PLATFORM_CA_FILE"],
+        disable_instance_discovery=True,
+    )
+    async with exchange:
+        token = await exchange.get_token("https://graph.microsoft.com/.default")
+    print(
+        f"    the workload token is exchanged for the application's token: {'yes' if token.token else 'NO'}"
+    )
+
+
 async def sweep(emulator: RunningEmulator, host: FunctionsHost) -> list[dict[str, Any]]:
     """One day of rotation as the host runs it: the timer now, then the host's rotation
     function takes each message it queued; the events are read off the events queue."""
@@ -293,6 +347,7 @@ async def main(emulator: RunningEmulator) -> None:
             f"function app running in the local host on {emulator.settings['ServiceBusConnection__fullyQualifiedNamespace']}"
         )
         replies, tokens = await register_samples(emulator)
+        await federated_demo(emulator)
         service = replies.get("service-client")
         if service and service["status"] == "succeeded":
             await rotate_demo(emulator, host, service, clock)
