@@ -18,7 +18,7 @@ from shared.domain import certificates as certs
 from shared.domain import stored
 from shared.domain.durations import parse_duration
 from shared.domain.errors import NotFound, PermanentError, PermissionDenied, PolicyViolation, TransientError
-from shared.domain.planner import Step, expects_secret, plan_rotation
+from shared.domain.planner import Plan, Step, expects_secret, plan_rotation
 from shared.domain.policy import RequestedCertificate
 from shared.domain.records import AppRecord, CertificateVersion, StoredVersion
 from shared.messages.envelope import body_envelopes
@@ -82,6 +82,26 @@ def _description(app: AppRecord) -> str:
     return stored.DEFAULT_DESCRIPTION if newest is None else stored.description_of(newest.display_name)
 
 
+def _announce(
+    outcome: Outcome,
+    app: AppRecord,
+    plan: Plan,
+    reported: set[tuple[str, str | None]],
+    *,
+    dry_run: bool,
+    at: dt.datetime,
+) -> None:
+    """The events of one pass's plan: each problem once per rotation, and a rotation only in a
+    dry run (otherwise it is announced once the new credential exists, with its keyId)."""
+    for step in plan.steps:
+        if step.action == "report" and (step.reason, step.key_id) in reported:
+            continue
+        if step.action == "rotate" and not dry_run:
+            continue
+        reported.add((step.reason, step.key_id))
+        outcome.events.append(event(app, step, dry_run=dry_run, at=at))
+
+
 async def rotate(
     deps: Dependencies,
     app: AppRecord,
@@ -120,13 +140,7 @@ async def rotate(
             may_rotate=outcome.issued is None,
             origin=origin,
         )
-        for step in plan.steps:
-            if step.action == "report" and (step.reason, step.key_id) in reported:
-                continue
-            if step.action == "rotate" and not dry_run:
-                continue  # announced once the new credential exists, with its keyId
-            reported.add((step.reason, step.key_id))
-            outcome.events.append(event(app, step, dry_run=dry_run, at=now))
+        _announce(outcome, app, plan, reported, dry_run=dry_run, at=now)
         if dry_run or not plan.changes:
             break
         await _remove(deps, app, name, plan.before)
@@ -193,13 +207,7 @@ async def rotate_certificates(
             may_rotate=outcome.issued is None,
             origin=origin,
         )
-        for step in plan.steps:
-            if step.action == "report" and (step.reason, step.key_id) in reported:
-                continue
-            if step.action == "rotate" and not dry_run:
-                continue  # announced once the new key is on the application, with its keyId
-            reported.add((step.reason, step.key_id))
-            outcome.events.append(event(app, step, dry_run=dry_run, at=now))
+        _announce(outcome, app, plan, reported, dry_run=dry_run, at=now)
         if dry_run or not plan.changes:
             break
         if plan.rotate is not None:

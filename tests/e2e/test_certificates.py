@@ -268,3 +268,22 @@ async def test_rotate_on_request_issues_a_new_certificate_and_a_redelivery_answe
     assert again["credential"] == first["credential"]
     assert len(keys(Tenant.read(emulator), "cert-on-request")) == 2
     assert (await vault_token(emulator, first))["appid"] == reply["application"]["clientId"]
+
+
+async def test_a_tenant_policy_refusing_the_renewed_certificate_is_reported_and_the_current_one_stays(
+    emulator: RunningEmulator, clock: EmulatorClock, certificates: CertificateClient
+) -> None:
+    reply = await harness.register(certificate_request("cert-policy"))
+    assert reply["status"] == "succeeded", reply["errors"]
+    emulator.admin.policy(maxCertificateLifetime="P60D")  # the tenant tightened its policy since
+
+    clock.advance("P75D")
+    events = await run_day()
+
+    reports = [e["reason"] for e in events if e["action"] == "report"]
+    assert reports == ["tenant-policy:CredentialInvalidLifetimeAsPerAppPolicy"], events
+    [kept] = keys(Tenant.read(emulator), "cert-policy")
+    assert kept["keyId"] == reply["credential"]["keyId"]
+    versions = [v async for v in certificates.list_properties_of_certificate_versions("cert-cert-policy")]
+    assert sorted(v.enabled for v in versions) == [False, True], "the refused certificate opens nothing"
+    assert (await vault_token(emulator, reply))["appid"] == reply["application"]["clientId"]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.adapters.graph.calls import GraphCalls
 from shared.adapters.graph.federated import FederatedCredentialsGateway
-from shared.adapters.graph.keys import key_info
+from shared.adapters.graph.keys import key_info, utc
 from shared.domain.errors import NotFound, PermanentError, ReplicationPending, TransientError
 from shared.domain.records import AppRecord, DesiredApplication, NewPassword, PasswordInfo
 from shared.domain.secret_value import SecretValue
@@ -349,19 +349,13 @@ class ApplicationsGateway(FederatedCredentialsGateway):
         return True
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime:
-    if value is None:
-        return dt.datetime.min.replace(tzinfo=dt.UTC)
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def _password_info(credential: PasswordCredential) -> PasswordInfo:
     return PasswordInfo(
         key_id=str(credential.key_id),
         display_name=credential.display_name or "",
         hint=credential.hint or "",
-        start=_utc(credential.start_date_time),
-        end=_utc(credential.end_date_time),
+        start=utc(credential.start_date_time),
+        end=utc(credential.end_date_time),
     )
 
 

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 CERTIFICATE_TYPE = "AsymmetricX509Cert"
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime:
+def utc(value: dt.datetime | None) -> dt.datetime:
+    """A Graph timestamp as an aware UTC datetime (a missing one as the earliest)."""
     if value is None:
         return dt.datetime.min.replace(tzinfo=dt.UTC)
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
@@ -39,8 +40,8 @@ def key_info(credential: KeyCredential) -> KeyInfo:
         key_id=str(credential.key_id),
         display_name=credential.display_name or "",
         thumbprint=thumbprint_from_identifier(credential.custom_key_identifier),
-        start=_utc(credential.start_date_time),
-        end=_utc(credential.end_date_time),
+        start=utc(credential.start_date_time),
+        end=utc(credential.end_date_time),
         usage=credential.usage or "",
     )
 
