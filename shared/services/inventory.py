@@ -40,9 +40,12 @@ async def inventory(deps: Dependencies) -> list[InventoryRow]:
     async for app in deps.applications.owned_applications(owner):
         if deps.settings.service_tag not in app.tags:
             continue
+        # Secrets and certificates alike (a certificate's description is its display name).
+        held = [(p.key_id, p.display_name, p.end) for p in app.passwords]
+        held += [(k.key_id, k.display_name, k.end) for k in app.keys]
         credentials = tuple(
-            CredentialRow(p.key_id, p.display_name, p.end, (p.end - now).days)
-            for p in sorted(app.passwords, key=lambda p: p.end)
+            CredentialRow(key_id, name, end, (end - now).days)
+            for key_id, name, end in sorted(held, key=lambda c: c[2])
         )
         rows.append(
             InventoryRow(

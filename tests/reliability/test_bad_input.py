@@ -216,7 +216,28 @@ def register_requests(draw: st.DrawFn) -> dict[str, Any]:
     credential = draw(credentials(client_type))
     if credential is not None:
         body["credential"] = credential
+    if client_type != "public" and draw(st.booleans()):
+        body["federatedCredentials"] = draw(federated_credentials())
     return body
+
+
+@st.composite
+def federated_credentials(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """0-3 federated credentials of distinct names and subjects, from a GitHub-like issuer (the
+    emulator test puts its own issuer in, the one its FEDERATED_ISSUERS trusts)."""
+    names = draw(st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{2,30}", fullmatch=True), max_size=3))
+    unique = list({n.casefold(): n for n in names}.values())
+    entries: list[dict[str, Any]] = []
+    for n, name in enumerate(unique):
+        entry = {
+            "name": name,
+            "issuer": "https://token.actions.githubusercontent.com",
+            "subject": f"repo:contoso/app-{n}:environment:{draw(st.sampled_from(['prod', 'test']))}",
+        }
+        if draw(st.booleans()):
+            entry["description"] = draw(text_field(1, 100))
+        entries.append(entry)
+    return entries
 
 
 reference_requests = st.builds(
@@ -869,6 +890,8 @@ def test_a_sample_of_valid_requests_succeeds_through_the_emulator(
         name = body["application"]["uniqueName"]
         body["application"]["uniqueName"] = f"{name[:56]}-{len(seen):04d}".lstrip("-")
         seen.append(name)
+        for entry in body.get("federatedCredentials", []):
+            entry["issuer"] = emulator.settings["EMULATOR_OIDC_ISSUER"]
         reply = deliver(session_loop, json.dumps(body).encode())
         assert reply["status"] == "succeeded", (body, reply)
 
