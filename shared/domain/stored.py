@@ -144,6 +144,9 @@ RECORD_VALUE = "decommissioned"  # not a secret: the value of a record version
 OBJECT_ID = "objectId"
 DISPLAY_NAME = "displayName"
 ROLE_ASSIGNMENTS = "roleAssignmentsRemoved"
+# On a certificate's versions besides the above: what rotation makes again.
+EXPORTABLE = "exportable"
+SUBJECT = "subject"
 
 
 def secret_name(unique_name: str) -> str:

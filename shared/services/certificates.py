@@ -24,11 +24,6 @@ from shared.services.tasks import gather_all
 
 log = logging.getLogger(__name__)
 
-# Tags of a certificate version besides the secrets' (shared.domain.stored): what rotation
-# makes again.
-EXPORTABLE = "exportable"
-SUBJECT = "subject"
-
 
 async def ensure_certificate(
     deps: Dependencies,
@@ -43,10 +38,7 @@ async def ensure_certificate(
     """The registration's certificate: the one in use if it is still valid, the vault's newest
     version if an earlier attempt made it and stopped before attaching it, else a new one."""
     name = stored.certificate_name(unique_name)
-    versions, latest = await gather_all(deps.certificates.versions(name), deps.certificates.latest(name))
-    mine = [v for v in versions if v.tags.get(stored.APP_ID) == app.app_id]
-    if latest is not None and latest.tags.get(stored.APP_ID) != app.app_id:
-        latest = None  # an earlier application's of the same uniqueName (decommissioned)
+    mine, latest = await versions_of(deps, name, app.app_id)
     plan = certs.plan_registration_certificate(app.keys, mine, latest, now=deps.now())
     if plan.reuse is not None and plan.reuse.stored is not None:
         return reply_certificate(plan.reuse.info, plan.reuse.stored)
@@ -61,6 +53,17 @@ async def ensure_certificate(
     )
     key = await attach(deps, app, name, version, mine, origin=origin)
     return reply_certificate(key, version)
+
+
+async def versions_of(
+    deps: Dependencies, name: str, app_id: str
+) -> tuple[list[CertificateVersion], CertificateVersion | None]:
+    """The versions of certificate ``name`` made for application ``app_id``, and the vault's
+    newest if it is one of them (an earlier, decommissioned application of the same uniqueName
+    made the others)."""
+    versions, latest = await gather_all(deps.certificates.versions(name), deps.certificates.latest(name))
+    mine = [v for v in versions if v.tags.get(stored.APP_ID) == app_id]
+    return mine, latest if latest is not None and latest.tags.get(stored.APP_ID) == app_id else None
 
 
 async def create_version(
@@ -85,8 +88,8 @@ async def create_version(
         requested_by=requested_by,
         owner=owner,
     )
-    tags[EXPORTABLE] = str(certs_request.exportable).lower()
-    tags[SUBJECT] = certs_request.subject
+    tags[stored.EXPORTABLE] = str(certs_request.exportable).lower()
+    tags[stored.SUBJECT] = certs_request.subject
     return await deps.certificates.create(name, certs_request, deps.settings.certificate_issuer, tags)
 
 
@@ -116,7 +119,7 @@ async def attach(
     signing = certs.signer(app.keys, versions, deps.now())
     try:
         if signing is not None:
-            proof = await _proof(deps, app.object_id, signing)
+            proof = await _proof(deps, name, app.object_id, signing)
             try:
                 return await deps.keys.add_key(app.object_id, new, proof)
             except TransientError as error:
@@ -136,18 +139,14 @@ async def attach(
     return found
 
 
-async def _proof(deps: Dependencies, object_id: str, signing: CertificateVersion) -> str:
-    """A proof of possession for ``object_id``, signed in the vault by ``signing``'s key."""
+async def _proof(deps: Dependencies, name: str, object_id: str, signing: CertificateVersion) -> str:
+    """A proof of possession for ``object_id``, signed in the vault by ``signing``'s key (a
+    version of certificate ``name``)."""
     if not signing.cer:
-        signing = await deps.certificates.get(_name_of(signing), signing.version)
+        signing = await deps.certificates.get(name, signing.version)
     data = certs.proof_signing_input(object_id, signing.cer, deps.now())
     signature = await deps.certificates.sign(signing.key_id, data)
     return certs.signed_token(data, signature)
-
-
-def _name_of(version: CertificateVersion) -> str:
-    """The certificate's name, from its id (``{vault}/certificates/{name}/{version}``)."""
-    return version.id.rstrip("/").split("/")[-2]
 
 
 async def remove_keys(deps: Dependencies, app: AppRecord, name: str, steps: Sequence[Step]) -> None:
@@ -159,9 +158,10 @@ async def remove_keys(deps: Dependencies, app: AppRecord, name: str, steps: Sequ
         versions = await deps.certificates.versions(name)
         keep = [k for k in app.keys if k.key_id not in removed]
         signing = certs.signer(keep, versions, deps.now())
+        # One proof serves every removal of the pass: it is valid for ten minutes.
+        proof = None if signing is None else await _proof(deps, name, app.object_id, signing)
         for key_id in removed:
             assert key_id is not None
-            proof = None if signing is None else await _proof(deps, app.object_id, signing)
             await deps.keys.remove_key(app.object_id, key_id, proof)
     await gather_all(*(deps.certificates.disable(name, v.version) for s in steps for v in s.versions))
 
@@ -176,7 +176,7 @@ def reply_certificate(key: KeyInfo, version: CertificateVersion) -> ReplyCertifi
         end_date_time=key.end,
         key_vault_certificate_id=version.id,
         key_vault_key_id=version.key_id,
-        exportable=version.tags.get(EXPORTABLE) == "true",
+        exportable=version.tags.get(stored.EXPORTABLE) == "true",
     )
 
 

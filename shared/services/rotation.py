@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shared.domain import certificates as certs
 from shared.domain import stored
@@ -20,18 +20,11 @@ from shared.domain.durations import parse_duration
 from shared.domain.errors import NotFound, PermanentError, PermissionDenied, PolicyViolation, TransientError
 from shared.domain.planner import Plan, Step, expects_secret, plan_rotation
 from shared.domain.policy import RequestedCertificate
-from shared.domain.records import AppRecord, CertificateVersion, StoredVersion
+from shared.domain.records import AppRecord, CertificateVersion, KeyInfo, StoredVersion
 from shared.messages.envelope import body_envelopes
 from shared.messages.replies import ReplyCertificate, ReplyCredential
 from shared.messages.rotation import EventApp, RotationEvent, RotationMessage
-from shared.services.certificates import (
-    EXPORTABLE,
-    SUBJECT,
-    attach,
-    create_version,
-    remove_keys,
-    reply_certificate,
-)
+from shared.services.certificates import attach, create_version, remove_keys, reply_certificate, versions_of
 from shared.services.delivery import Delivery, retry_unless_last
 from shared.services.dependencies import Dependencies
 from shared.services.exclusive import exclusively
@@ -193,14 +186,11 @@ async def rotate_certificates(
     reported: set[tuple[str, str | None]] = set()
     for _ in range(MAX_PASSES):
         now = deps.now()
-        versions, latest = await asyncio.gather(
-            deps.certificates.versions(name), deps.certificates.latest(name)
-        )
-        mine = [v for v in versions if v.tags.get(stored.APP_ID) == app.app_id]
+        mine, latest = await versions_of(deps, name, app.app_id)
         plan = certs.plan_certificate_rotation(
             app.keys,
             mine,
-            latest if latest is not None and latest.tags.get(stored.APP_ID) == app.app_id else None,
+            latest,
             now=now,
             policy=settings.rotation_policy,
             force=force and outcome.issued is None,
@@ -212,17 +202,19 @@ async def rotate_certificates(
             break
         if plan.rotate is not None:
             try:
-                outcome.issued = await _rotate_certificate(
-                    deps, app, name, plan.rotate, mine, origin, requested_by
+                key, version = await _rotate_certificate(
+                    deps, app, name, plan.rotate, mine, latest, origin, requested_by
                 )
             except PolicyViolation as error:
                 outcome.events.append(
                     event(app, Step("report", f"tenant-policy:{error.code}"), dry_run=False, at=now)
                 )
                 break
-            rotated = Step("rotate", plan.rotate.reason, key_id=outcome.issued.key_id)
+            outcome.issued = reply_certificate(key, version)
+            rotated = Step("rotate", plan.rotate.reason, key_id=key.key_id)
             outcome.events.append(event(app, rotated, dry_run=False, at=now))
-            app = await deps.applications.get_application(app.object_id, dependent=True)
+            # The new key signs the removals' proof: the app as it is now, without reading it again.
+            app = replace(app, keys=(*app.keys, key))
         await remove_keys(deps, app, name, plan.after)
         app = outcome.app = await deps.applications.get_application(app.object_id, dependent=False)
     return outcome
@@ -234,19 +226,21 @@ async def _rotate_certificate(
     name: str,
     step: Step,
     versions: Sequence[CertificateVersion],
+    newest: CertificateVersion | None,
     origin: str,
     requested_by: str,
-) -> ReplyCertificate:
+) -> tuple[KeyInfo, CertificateVersion]:
     """Attach the version ``step`` names (made by an attempt that stopped before attaching it),
-    or a new version made like the newest one: same subject, lifetime and exportability."""
-    if step.versions:
-        version = await deps.certificates.get(name, step.versions[0].version)
+    or a new version made like the app's newest one (``newest``): same subject, lifetime and
+    exportability. Returns the key credential and its version."""
+    attachable = [v for v in step.versions if isinstance(v, CertificateVersion)]
+    if attachable:
+        version = attachable[0]
     else:
-        newest = await deps.certificates.latest(name)
         lifetime = stored.lifetime_tag(app.tags) or "P12M"
         tags = newest.tags if newest is not None else {}
-        exportable = tags.get(EXPORTABLE) == "true"
-        subject = tags.get(SUBJECT) or f"CN={app.unique_name}"
+        exportable = tags.get(stored.EXPORTABLE) == "true"
+        subject = tags.get(stored.SUBJECT) or f"CN={app.unique_name}"
         version = await create_version(
             deps,
             app,
@@ -256,8 +250,7 @@ async def _rotate_certificate(
             requested_by=requested_by,
             owner=app.service_management_reference,
         )
-    key = await attach(deps, app, name, version, versions, origin=origin)
-    return reply_certificate(key, version)
+    return await attach(deps, app, name, version, versions, origin=origin), version
 
 
 async def _remove(deps: Dependencies, app: AppRecord, name: str, steps: Sequence[Step]) -> None:

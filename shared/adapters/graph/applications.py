@@ -146,22 +146,9 @@ class ApplicationsGateway(FederatedCredentialsGateway):
 
         Raises ``NotFound`` when it does not exist (``ReplicationPending`` instead when
         ``dependent``, right after a create), ``TransientError``. Needs ``Application.ReadWrite.OwnedBy``."""
-        from kiota_abstractions.base_request_configuration import RequestConfiguration
-        from msgraph.generated.applications.item.application_item_request_builder import (
-            ApplicationItemRequestBuilder,
+        app = await self.calls.read_application(
+            f"read application {object_id}", object_id, APP_SELECT, dependent=dependent
         )
-
-        params = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters(
-            select=APP_SELECT
-        )
-        builder = self.calls.client.applications.by_application_id(object_id)
-        app = await self.calls.call(
-            f"read application {object_id}",
-            lambda: builder.get(RequestConfiguration(query_parameters=params)),
-            dependent=dependent,
-        )
-        if app is None:
-            raise NotFound("Request_ResourceNotFound", f"application {object_id}")
         return _app_record(app)
 
     async def delete_application(self, object_id: str) -> bool:

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -32,13 +32,14 @@ from shared.adapters.graph.errors import (
     odata_error,
 )
 from shared.domain import fencing
-from shared.domain.errors import PermanentError, PermissionDenied, ServiceError, TransientError
+from shared.domain.errors import NotFound, PermanentError, PermissionDenied, ServiceError, TransientError
 
 if TYPE_CHECKING:
     from msgraph import GraphServiceClient
     from msgraph.generated.applications_with_unique_name.applications_with_unique_name_request_builder import (
         ApplicationsWithUniqueNameRequestBuilder,
     )
+    from msgraph.generated.models.application import Application
     from msgraph.generated.service_principals_with_app_id.service_principals_with_app_id_request_builder import (
         ServicePrincipalsWithAppIdRequestBuilder,
     )
@@ -188,6 +189,27 @@ class GraphCalls:
             if error.code != "Request_MultipleObjectsWithSameKeyValue":
                 raise
         return await self.call(what, call, write=True, dependent=dependent)
+
+    async def read_application(
+        self, what: str, object_id: str, select: Sequence[str], *, dependent: bool
+    ) -> Application:
+        """``GET /applications/{object_id}`` with ``$select``; ``NotFound`` when Graph answers
+        without the object."""
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications.item.application_item_request_builder import (
+            ApplicationItemRequestBuilder,
+        )
+
+        params = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters(
+            select=list(select)
+        )
+        builder = self.client.applications.by_application_id(object_id)
+        app = await self.call(
+            what, lambda: builder.get(RequestConfiguration(query_parameters=params)), dependent=dependent
+        )
+        if app is None:
+            raise NotFound("Request_ResourceNotFound", f"application {object_id}")
+        return app
 
     # msgraph-sdk's alternate-key builders (applications(uniqueName=...), servicePrincipals(appId=...))
     # write the key into the client's own path parameters and keep that dict: concurrent calls

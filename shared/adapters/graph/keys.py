@@ -150,20 +150,7 @@ class KeyCredentialsGateway:
 
     async def _keys_with_material(self, object_id: str) -> list[KeyCredential]:
         """The application's key credentials with their ``key``, as an update must send them back."""
-        from kiota_abstractions.base_request_configuration import RequestConfiguration
-        from msgraph.generated.applications.item.application_item_request_builder import (
-            ApplicationItemRequestBuilder,
+        app = await self.calls.read_application(
+            f"read keys of {object_id}", object_id, ["id", "keyCredentials"], dependent=True
         )
-
-        params = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters(
-            select=["id", "keyCredentials"]
-        )
-        builder = self.calls.client.applications.by_application_id(object_id)
-        app = await self.calls.call(
-            f"read keys of {object_id}",
-            lambda: builder.get(RequestConfiguration(query_parameters=params)),
-            dependent=True,
-        )
-        if app is None:
-            raise NotFound("Request_ResourceNotFound", f"application {object_id}")
         return list(app.key_credentials or [])
