@@ -213,7 +213,17 @@ class ControlPlane:
             return Response(status_code=204)
         since = int(request.query_params.get("since", "0"))
         entries = [asdict(e) for e in list(faults.log) if e.seq > since]
-        return JSONResponse({"entries": entries, "counts": dict(faults.counts), "lastSeq": faults.seq})
+        return JSONResponse(
+            {
+                "entries": entries,
+                "counts": dict(faults.counts),
+                "lastSeq": faults.seq,
+                # startMs/endMs count from this moment of the host's monotonic clock (seconds),
+                # which every process on the machine shares: a benchmark places its own
+                # moments among the requests with it.
+                "epochMonotonic": faults.epoch,
+            }
+        )
 
     async def faults(self, request: Request) -> Response:
         self._admin(request)

@@ -3,7 +3,8 @@
 ``FaultMiddleware`` is the outermost ASGI layer, so it sees every request to the emulated
 services (never the control plane) before anything else does. It logs each request with its
 timings, then applies the rules in force, in this order: latency, status faults, Graph's write
-quota, and a lost response (the request takes effect, then the connection is dropped before
+quota (a token bucket per application+tenant with Graph's headers, emulator.throttling), and a
+lost response (the request takes effect, then the connection is dropped before
 the answer). Replication lag is applied by the directory when it creates an object
 (``FaultEngine.replication_lag``). All randomness comes from one seeded generator, so a
 failing run can be replayed with the same seed.
@@ -27,11 +28,19 @@ import jwt
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.errors import Service, error_body, service_headers, service_of, storage_error_xml
+from emulator.throttling import (
+    Verdict,
+    WriteBucket,
+    limit_percentage,
+    throttled_body,
+    throttled_headers,
+    write_cost,
+)
 
 RuleKind = Literal["status", "lost-response", "latency", "replication-lag", "write-quota"]
 
 _STATUS_CODES: dict[tuple[str, int], tuple[str, str]] = {
-    ("graph", 429): ("TooManyRequests", "Too many requests. Please retry after the time in Retry-After."),
+    ("graph", 429): ("TooManyRequests", "Please retry again later."),  # body: emulator.throttling
     ("graph", 500): ("generalException", "An unexpected error occurred."),
     ("graph", 503): ("serviceNotAvailable", "The service is temporarily unavailable. Please retry."),
     ("graph", 504): ("UnknownError", "The gateway did not receive a timely response."),
@@ -77,8 +86,6 @@ _STATUS_CODES: dict[tuple[str, int], tuple[str, str]] = {
     ("identity", 504): ("temporarily_unavailable", "AADSTS90033: A transient error has occurred."),
 }
 
-GRAPH_WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-
 
 @dataclass
 class Rule:
@@ -99,6 +106,7 @@ class Rule:
     maxMs: float | None = None
     limit: int = 0
     windowSeconds: float = 150.0
+    usedAtStart: float = 0.0
     matched: int = 0
     fired: int = 0
 
@@ -107,6 +115,10 @@ class Rule:
             raise ValueError(f"unknown fault kind {self.kind!r}")
         if self.kind == "status" and self.status not in (429, 500, 503, 504):
             raise ValueError("status faults are 429, 500, 503 or 504")
+        if not 0.0 <= self.usedAtStart <= 1.0:
+            raise ValueError("usedAtStart is the share of the write quota used when a bucket starts, 0 to 1")
+        if self.kind == "write-quota" and (self.limit <= 0 or self.windowSeconds <= 0):
+            raise ValueError("a write quota needs a limit and windowSeconds above 0")
         self._method = re.compile(self.method, re.I) if self.method else None
         self._path = re.compile(self.path) if self.path else None
 
@@ -147,12 +159,6 @@ class LogEntry:
 
 
 @dataclass
-class _Quota:
-    window_start: float = 0.0
-    count: int = 0
-
-
-@dataclass
 class FaultEngine:
     seed: int = 0
     rules: list[Rule] = field(default_factory=list)
@@ -163,7 +169,7 @@ class FaultEngine:
         self.rng = random.Random(self.seed)
         self.epoch = time.monotonic()
         self.seq = 0
-        self._quotas: dict[str, _Quota] = {}
+        self._buckets: dict[tuple[str, str], WriteBucket] = {}
         self._lock = threading.Lock()
 
     def configure(self, rules: list[dict[str, Any]], seed: int | None = None, replace: bool = True) -> None:
@@ -173,7 +179,7 @@ class FaultEngine:
                 self.seed = seed
                 self.rng = random.Random(seed)
             self.rules = parsed if replace else [*self.rules, *parsed]
-            self._quotas.clear()
+            self._buckets.clear()
 
     def clear_log(self) -> None:
         with self._lock:
@@ -226,23 +232,33 @@ class FaultEngine:
                     return rule.ms / 1000.0
         return 0.0
 
-    def over_quota(self, service: str, method: str, path: str, app_id: str | None) -> float | None:
-        """Seconds to wait if this write exceeds a write quota, else None (and it is counted)."""
-        if service != "graph" or method not in GRAPH_WRITE_METHODS:
+    def throttle(
+        self, service: str, method: str, path: str, app_id: str | None, tenant_id: str | None
+    ) -> Verdict | None:
+        """Graph's write quota of the caller's application+tenant pair, when a ``write-quota``
+        rule is in force (limit writes per windowSeconds, a token bucket; emulator.throttling):
+        the headers to answer with, and whether the request is throttled. Every matching Graph
+        request of the pair gets the percentage header; writes are counted."""
+        if service != "graph":
             return None
+        pair = (app_id or "", tenant_id or "")
         with self._lock:
-            for rule in self.rules:
-                if rule.kind != "write-quota" or not rule.matches(service, method, path):
-                    continue
-                quota = self._quotas.setdefault(app_id or "", _Quota(window_start=time.monotonic()))
-                now = time.monotonic()
-                if now - quota.window_start >= rule.windowSeconds:
-                    quota.window_start, quota.count = now, 0
-                if quota.count >= rule.limit:
-                    rule.fired += 1
-                    return max(0.0, quota.window_start + rule.windowSeconds - now)
-                quota.count += 1
-        return None
+            rule = next(
+                (r for r in self.rules if r.kind == "write-quota" and r.matches(service, method, path)), None
+            )
+            if rule is None:
+                return None
+            now = time.monotonic()
+            bucket = self._buckets.get(pair)
+            if bucket is None:
+                bucket = WriteBucket(rule.limit, rule.windowSeconds, rule.usedAtStart * rule.limit, now)
+                self._buckets[pair] = bucket
+            wait = bucket.take(write_cost(method, path), now)
+            headers = limit_percentage(bucket.fraction(now))
+            if wait is None:
+                return Verdict(headers)
+            rule.fired += 1
+        return Verdict([*headers, *throttled_headers(*pair, wait)], wait)
 
     def record(self, entry: LogEntry) -> None:
         with self._lock:
@@ -258,15 +274,26 @@ class FaultEngine:
             return self.seq
 
 
-def _caller_app_id(scope: Scope) -> str | None:
+def _caller(scope: Scope) -> tuple[str | None, str | None]:
+    """The caller's application id and tenant id, from its bearer token (``appid``, ``tid``)."""
     for name, value in scope.get("headers", []):
         if name == b"authorization" and value[:7].lower() == b"bearer ":
             try:
                 claims = jwt.decode(value[7:].decode(), options={"verify_signature": False})
             except jwt.PyJWTError:
-                return None
-            app_id = claims.get("appid")
-            return app_id if isinstance(app_id, str) else None
+                return None, None
+            app_id, tenant_id = claims.get("appid"), claims.get("tid")
+            return (
+                app_id if isinstance(app_id, str) else None,
+                tenant_id if isinstance(tenant_id, str) else None,
+            )
+    return None, None
+
+
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == wanted:
+            return bytes(value).decode("latin-1")
     return None
 
 
@@ -278,6 +305,9 @@ async def _send_error(
     retry_after: float | None = None,
     code: str | None = None,
     message: str | None = None,
+    *,
+    client_request_id: str | None = None,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     default_code, default_message = _STATUS_CODES.get((service, status), ("error", "Injected fault."))
     if service == "storage":
@@ -296,6 +326,11 @@ async def _send_error(
         return
     if service == "dicom":
         body, content_type = (message or default_message).encode(), b"text/plain; charset=utf-8"
+    elif service == "graph" and status == 429 and code is None and message is None:
+        body, content_type = (
+            json.dumps(throttled_body(request_id, client_request_id)).encode(),
+            b"application/json",
+        )
     else:
         body = json.dumps(
             error_body(service, status, code or default_code, message or default_message, request_id)
@@ -307,6 +342,7 @@ async def _send_error(
         (b"content-length", str(len(body)).encode()),
         (b"request-id", request_id.encode()),
         *((k.lower().encode(), v.encode()) for k, v in extra.items()),
+        *(extra_headers or []),
     ]
     if retry_after is not None:
         headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
@@ -342,7 +378,7 @@ class FaultMiddleware:
         method: str = scope["method"]
         request_id = str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
-        app_id = _caller_app_id(scope)
+        app_id, tenant_id = _caller(scope)
         entry = LogEntry(
             seq=engine.next_seq(),
             service=service,
@@ -355,10 +391,26 @@ class FaultMiddleware:
             appId=app_id,
         )
         status_holder = {"status": 0}
+        added_headers: list[tuple[bytes, bytes]] = []
+        recorded = False
+
+        def finish() -> None:
+            # Recorded before the answer's last byte leaves: a client that has seen the answer
+            # (and then reads or clears the log) must find the entry there, in order.
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                entry.status = status_holder["status"]
+                entry.endMs = engine.now_ms()
+                engine.record(entry)
 
         async def logged_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                if added_headers:
+                    message = {**message, "headers": [*message.get("headers", []), *added_headers]}
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finish()
             await send(message)
 
         try:
@@ -371,13 +423,29 @@ class FaultMiddleware:
                 retry_after = (
                     rule.retryAfter if rule.retryAfter is not None else (1 if rule.status == 429 else None)
                 )
-                await _send_error(logged_send, service, rule.status, request_id, retry_after)
+                await _send_error(
+                    logged_send,
+                    service,
+                    rule.status,
+                    request_id,
+                    retry_after,
+                    client_request_id=_header(scope, b"client-request-id"),
+                )
                 return
-            wait = engine.over_quota(service, method, path, app_id)
-            if wait is not None:
+            verdict = engine.throttle(service, method, path, app_id, tenant_id)
+            if verdict is not None and verdict.retry_after is not None:
                 entry.fault = "write-quota"
-                await _send_error(logged_send, service, 429, request_id, wait)
+                await _send_error(
+                    logged_send,
+                    service,
+                    429,
+                    request_id,
+                    client_request_id=_header(scope, b"client-request-id"),
+                    extra_headers=verdict.headers,
+                )
                 return
+            if verdict is not None:
+                added_headers.extend(verdict.headers)
             if lost:
                 entry.fault = "lost-response"
 
@@ -386,6 +454,7 @@ class FaultMiddleware:
                         status_holder["status"] = message["status"]
 
                 await self.app(scope, receive, swallow)
+                finish()
                 if _drop_connection(send):
                     # Let uvicorn see the connection lost, then close the ASGI cycle (the
                     # answer goes nowhere), so it does not report an app without a response.
@@ -406,6 +475,4 @@ class FaultMiddleware:
                 return
             await self.app(scope, receive, logged_send)
         finally:
-            entry.status = status_holder["status"]
-            entry.endMs = engine.now_ms()
-            engine.record(entry)
+            finish()

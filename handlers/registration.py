@@ -8,19 +8,23 @@ the body (azure-functions-python-library#281), and the request-reply pattern nee
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
-from shared.messages.envelope import Inbound
-from shared.services.delivery import Delivery
-from shared.services.dependencies import Dependencies
-from shared.services.requests import answer_and_reply
+if TYPE_CHECKING:
+    from shared.services.dependencies import Dependencies
 
 bp = func.Blueprint()
 
+# The service's modules are imported in the function bodies, not at the top: the host indexes
+# the functions from this module alone, so an instance starts without building the message
+# models or the SDKs (docs/benchmarks.md, cold start). The first delivery imports them.
+
 
 def _dependencies() -> Dependencies:
-    # Imported here, not at the top: shared.bootstrap brings in the platform SDKs (about a
-    # second of cold start), which a bad request never needs.
+    # shared.bootstrap brings in the platform SDKs (about a second of cold start), which a bad
+    # request never needs.
     from shared import bootstrap
 
     return bootstrap.dependencies()
@@ -31,6 +35,10 @@ def _dependencies() -> Dependencies:
     arg_name="message", queue_name="%REGISTRATION_QUEUE%", connection="ServiceBusConnection"
 )
 async def register_application(message: func.ServiceBusMessage) -> None:
+    from shared.messages.envelope import Inbound
+    from shared.services.delivery import Delivery
+    from shared.services.requests import answer_and_reply
+
     delivery = Delivery(message_id=message.message_id or "", delivery_count=message.delivery_count or 1)
     request = Inbound(
         message_id=delivery.message_id,

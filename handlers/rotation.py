@@ -15,8 +15,6 @@ import logging
 
 import azure.functions as func
 
-from shared.services.delivery import Delivery
-
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
 
@@ -24,7 +22,7 @@ bp = func.Blueprint()
 @bp.function_name("rotation_scheduler")
 @bp.timer_trigger(schedule="%ROTATION_SCHEDULE%", arg_name="timer", run_on_startup=False)
 async def rotation_scheduler(timer: func.TimerRequest) -> None:
-    # Imported here, not at the top: the platform SDKs cost about a second of cold start.
+    # Imported here, not at the top (handlers/registration.py says why).
     from shared import bootstrap
     from shared.services.scheduler import schedule_and_send
 
@@ -39,6 +37,7 @@ async def rotation_scheduler(timer: func.TimerRequest) -> None:
 )
 async def rotate_application(message: func.ServiceBusMessage) -> None:
     from shared import bootstrap
+    from shared.services.delivery import Delivery
     from shared.services.rotation import rotate_message_and_send
 
     delivery = Delivery(message_id=message.message_id or "", delivery_count=message.delivery_count or 1)

@@ -17,7 +17,13 @@ from collections.abc import Callable
 from shared.adapters.arm import RoleAssignmentsGateway
 from shared.adapters.clients import PlatformClients, build_platform_clients
 from shared.adapters.graph.applications import ApplicationsGateway
-from shared.adapters.graph.calls import GRAPH_WRITE_BURST, GRAPH_WRITES_PER_SECOND, GraphCalls, WritePacer
+from shared.adapters.graph.calls import (
+    GRAPH_WRITE_BURST,
+    GRAPH_WRITES_PER_SECOND,
+    GraphCalls,
+    ThrottleSignals,
+    WritePacer,
+)
 from shared.adapters.graph.consent import ConsentGateway
 from shared.adapters.graph.keys import KeyCredentialsGateway
 from shared.adapters.keyvault import KeyVaultGateway
@@ -64,7 +70,11 @@ def dependencies() -> Dependencies:
     """The process's ``Dependencies`` over its clients, with one Graph write pacer."""
     clients = platform_clients()
     if _process.dependencies is None:
-        calls = GraphCalls(clients.graph, WritePacer(GRAPH_WRITES_PER_SECOND, GRAPH_WRITE_BURST))
+        # Graph's write quota is the app's in the tenant, shared with every other instance: the
+        # pacer slows down from what Graph reports of it (docs/reliability.md).
+        pacer = WritePacer(GRAPH_WRITES_PER_SECOND, GRAPH_WRITE_BURST)
+        ThrottleSignals.install(clients.graph, pacer)
+        calls = GraphCalls(clients.graph, pacer)
         _process.dependencies = Dependencies(
             settings=get_settings(),
             applications=ApplicationsGateway(calls),

@@ -41,9 +41,11 @@ def emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
 def emulator(emulator_process: RunningEmulator) -> RunningEmulator:
     """The emulator, reset to the seeded tenant with no faults, an empty vault and the real time."""
     emulator_process.admin.reset()
+    from shared import testing
     from tests import harness
 
     harness.forget()
+    testing.forget()  # what the process kept of the tenant before (resource APIs) is gone
     return emulator_process
 
 

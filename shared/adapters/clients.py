@@ -11,7 +11,10 @@ for them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -60,12 +63,34 @@ class PlatformClients:
         await self.credential.close()
 
 
+@functools.cache
+def _ca_context(ca_file: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def _transport(settings: Settings) -> dict[str, Any]:
+    """An azure-core client's transport when the platform has its own CA (the emulator, or a
+    TLS-inspecting proxy): one SSL context in the client's connection pool. Given the CA as
+    ``connection_verify`` instead, azure-core builds a new SSL context for every request, and
+    aiohttp, whose pool is keyed by it, opens a new TLS connection for every request."""
+    if not settings.platform_ca_file:
+        return {}
+    import aiohttp
+    from azure.core.pipeline.transport import AioHttpTransport
+
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=_ca_context(str(settings.platform_ca_file))),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,  # as azure-core's own session: the pipeline decompresses
+        trust_env=True,
+    )
+    return {"transport": AioHttpTransport(session=session, session_owner=True)}
+
+
 def build_credential(settings: Settings) -> AsyncTokenCredential:
     """A client secret where one is configured (local runs, the emulator); otherwise the
     managed identity in Azure, or a developer's Azure CLI login."""
-    kwargs: dict[str, Any] = {}
-    if settings.platform_ca_file:
-        kwargs["connection_verify"] = str(settings.platform_ca_file)
+    kwargs = _transport(settings)
     if settings.azure_client_secret is not None and settings.azure_client_id:
         from azure.identity.aio import ClientSecretCredential
 
@@ -82,6 +107,41 @@ def build_credential(settings: Settings) -> AsyncTokenCredential:
     from azure.identity.aio import DefaultAzureCredential
 
     return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id, **kwargs)
+
+
+class _ExpandedUrls:
+    """kiota builds a request's URL from its URI template each time the URL is read, three
+    times per request (the adapter, the auth provider's host check, the request itself), and
+    std-uritemplate percent-encodes character by character: about half of the service's CPU per
+    Graph request (docs/benchmarks.md). The same template and values give the same URL, so the
+    expansions are kept (least recently used first out)."""
+
+    SIZE = 4096
+
+    def __init__(self, expand: Callable[[str, dict[str, Any]], str]) -> None:
+        self._expand = expand
+        self._urls: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def expand(self, template: str, substitutions: dict[str, Any]) -> str:
+        key = (template, repr(sorted(substitutions.items(), key=lambda item: item[0])))
+        url = self._urls.get(key)
+        if url is None:
+            url = self._urls[key] = self._expand(template, substitutions)
+            if len(self._urls) > self.SIZE:
+                self._urls.popitem(last=False)
+        else:
+            self._urls.move_to_end(key)
+        return url
+
+
+def _remember_expanded_urls() -> None:
+    """Give kiota's requests ``_ExpandedUrls`` in place of std-uritemplate's ``expand``."""
+    from kiota_abstractions import request_information
+
+    template = request_information.StdUriTemplate
+    if isinstance(template, _ExpandedUrls):
+        return
+    request_information.StdUriTemplate = _ExpandedUrls(template.expand)  # type: ignore[assignment,misc]
 
 
 def _skip_unused_model_imports() -> None:
@@ -129,11 +189,12 @@ def build_graph_client(settings: Settings, credential: AsyncTokenCredential) -> 
     from msgraph_core import GraphClientFactory
 
     _skip_unused_model_imports()
+    _remember_expanded_urls()
     host = urlparse(settings.graph_base_url).hostname or "graph.microsoft.com"
     auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE], allowed_hosts=[host])
     verify: ssl.SSLContext | bool = True
     if settings.platform_ca_file:
-        verify = ssl.create_default_context(cafile=str(settings.platform_ca_file))
+        verify = _ca_context(str(settings.platform_ca_file))
     # The gateway owns retries (shared.adapters.graph.calls): kiota's RetryHandler would re-send a POST such
     # as addPassword on a 429/503 and could create a second secret, and it cannot pace writes.
     no_retry = RetryHandlerOption(max_retries=0, should_retry=False)
@@ -164,9 +225,8 @@ def _vault_kwargs(settings: Settings) -> dict[str, Any]:
         "retry_total": 0,
         "connection_timeout": 10,
         "read_timeout": WRITE_TIMEOUT_SECONDS,
+        **_transport(settings),
     }
-    if settings.platform_ca_file:
-        kwargs["connection_verify"] = str(settings.platform_ca_file)
     host = urlparse(settings.key_vault_url).hostname or ""
     kwargs["verify_challenge_resource"] = host not in ("127.0.0.1", "localhost")
     return kwargs
@@ -208,9 +268,8 @@ def build_lease_container(settings: Settings, credential: AsyncTokenCredential) 
         "retry_total": 3,
         "connection_timeout": 10,
         "read_timeout": WRITE_TIMEOUT_SECONDS,
+        **_transport(settings),
     }
-    if settings.platform_ca_file:
-        kwargs["connection_verify"] = str(settings.platform_ca_file)
     return ContainerClient(settings.blob_service_url, settings.lease_container, credential, **kwargs)
 
 
@@ -228,9 +287,8 @@ def build_authorization_client(
         "read_timeout": WRITE_TIMEOUT_SECONDS,
         "base_url": settings.resource_manager_url,
         "credential_scopes": [f"{settings.resource_manager_audience}/.default"],
+        **_transport(settings),
     }
-    if settings.platform_ca_file:
-        kwargs["connection_verify"] = str(settings.platform_ca_file)
     # The client wants a subscription for its subscription-wide operations; the gateway's
     # operations all take their scope, so any id will do.
     subscription = next(

@@ -12,7 +12,9 @@ acquire is retried with the same proposed lease id, which Azure treats as a rene
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import OrderedDict
 from typing import TYPE_CHECKING, TypeVar
 
 from shared.domain.errors import PermanentError, PermissionDenied, ServiceError, TransientError
@@ -20,9 +22,11 @@ from shared.domain.errors import PermanentError, PermissionDenied, ServiceError,
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from azure.storage.blob.aio import ContainerClient
+    from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
 T = TypeVar("T")
+KNOWN_BLOBS = 10_000
+_NOT_THERE = frozenset({"BlobNotFound", "ContainerNotFound"})
 # What Azure answers when another lease holds the blob, or when ours is gone.
 HELD_BY_ANOTHER = "LeaseAlreadyPresent"
 OURS_IS_GONE = frozenset(
@@ -69,6 +73,9 @@ def _mapped(what: str, error: Exception) -> ServiceError | None:
 class BlobLeases:
     def __init__(self, container: ContainerClient) -> None:
         self.container = container
+        # The blobs this process knows exist (least recently leased first), so that only a
+        # new one is created beside its first acquire.
+        self._known: OrderedDict[str, None] = OrderedDict()
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run one call; map azure-core's errors (raised after the ``except`` block, so that
@@ -83,7 +90,9 @@ class BlobLeases:
 
     async def acquire(self, name: str, seconds: int) -> str | None:
         """A new lease of ``seconds`` (15-60) on ``name``'s blob: its id, or None while another
-        lease holds it. Creates the container and the blob on first use.
+        lease holds it. Creates the container and the blob on first use: a blob this process
+        has not leased before is created (If-None-Match: *) beside the acquire, not after the
+        acquire's 404, so a new application's lease costs two round trips, not three.
 
         Raises ``PermissionDenied``, ``TransientError``. Needs
         ``Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write`` (and
@@ -92,22 +101,45 @@ class BlobLeases:
         from azure.storage.blob.aio import BlobLeaseClient
 
         blob = self.container.get_blob_client(name)
-        proposed = str(uuid.uuid4())
+        lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
         for _ in range(3):
-            try:
-                lease = BlobLeaseClient(blob, lease_id=proposed)
-                await self._call(f"lease {name}", lambda: lease.acquire(lease_duration=seconds))  # noqa: B023
-                return proposed
-            except PermanentError as error:
-                if error.code == HELD_BY_ANOTHER:
-                    return None
-                if error.code == "ContainerNotFound":
-                    await self._create(self.container.create_container)
-                elif error.code != "BlobNotFound":
-                    raise
-            # A blob to lease: created once, never written again (If-None-Match: *).
-            await self._create(lambda: blob.upload_blob(b"", overwrite=False))
+            steps = [self._take(lease, name, seconds)]
+            if name not in self._known:
+                # A blob to lease: created once, never written again (If-None-Match: *).
+                steps.append(self._create(lambda: blob.upload_blob(b"", overwrite=False)))
+            taken, *created = await asyncio.gather(*steps, return_exceptions=True)
+            missing = [r for r in (taken, *created) if isinstance(r, PermanentError) and r.code in _NOT_THERE]
+            failure = next(
+                (r for r in (taken, *created) if isinstance(r, BaseException) and r not in missing), None
+            )
+            if failure is not None:
+                raise failure
+            if any(r.code == "ContainerNotFound" for r in missing):
+                await self._create(self.container.create_container)
+            if not isinstance(taken, BaseException):
+                self._remember(name)
+                return taken
+            if created and not any(isinstance(r, BaseException) for r in created):
+                self._remember(name)  # made just now: the next acquire needs no create
+            else:
+                self._known.pop(name, None)  # gone (deleted by hand): create it again
         raise TransientError("StorageUnavailable", f"lease {name}: the blob could not be created")
+
+    async def _take(self, lease: BlobLeaseClient, name: str, seconds: int) -> str | None:
+        """Acquire ``lease``: its id, or None while another lease holds the blob."""
+        try:
+            await self._call(f"lease {name}", lambda: lease.acquire(lease_duration=seconds))
+        except PermanentError as error:
+            if error.code == HELD_BY_ANOTHER:
+                return None
+            raise
+        return str(lease.id)
+
+    def _remember(self, name: str) -> None:
+        self._known[name] = None
+        self._known.move_to_end(name)
+        if len(self._known) > KNOWN_BLOBS:
+            self._known.popitem(last=False)
 
     async def _create(self, call: Callable[[], Awaitable[object]]) -> None:
         """Create the container or the blob; one that exists already is what was wanted."""

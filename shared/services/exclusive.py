@@ -14,7 +14,8 @@ make the current credential (docs/reliability.md).
   left by the service's clock (a stalled process). ``MARGIN`` is longer than any write request
   may take (``WRITE_TIMEOUT_SECONDS``), so no write of ours is still in flight when another
   delivery can take the lease.
-- **Release** at the end, so the next delivery of the application need not wait.
+- **Release** at the end, so the next delivery of the application need not wait; or, given
+  ``Afterwards``, once the caller has sent its reply (the reply need not wait for the release).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from shared.domain import fencing, stored
 from shared.domain.errors import TransientError
@@ -77,11 +78,29 @@ class Hold:
             self.valid_until = sent + dt.timedelta(seconds=LEASE_SECONDS)
 
 
+class Afterwards:
+    """Work a delivery leaves for after its reply is sent: the release of its lease."""
+
+    def __init__(self) -> None:
+        self._steps: list[Callable[[], Awaitable[None]]] = []
+
+    def add(self, step: Callable[[], Awaitable[None]]) -> None:
+        self._steps.append(step)
+
+    async def run(self) -> None:
+        steps, self._steps = self._steps, []
+        for step in steps:
+            await step()
+
+
 @contextlib.asynccontextmanager
-async def exclusively(deps: Dependencies, unique_name: str) -> AsyncIterator[Hold]:
+async def exclusively(
+    deps: Dependencies, unique_name: str, afterwards: Afterwards | None = None
+) -> AsyncIterator[Hold]:
     """Within: this delivery alone acts on ``unique_name``'s application, and every write it
     sends asks the lease's fence first. Raises ``TransientError`` (``ApplicationBusy``) when
-    another delivery holds it for longer than ``LEASE_WAIT``."""
+    another delivery holds it for longer than ``LEASE_WAIT``. The lease is released on the way
+    out, or by ``afterwards`` (it writes nothing more either way: the fence is closed)."""
     name = stored.lease_name(unique_name)
     give_up = time.monotonic() + deps.settings.lease_wait.total_lower_bound().total_seconds()
     poll = _FIRST_POLL
@@ -98,6 +117,11 @@ async def exclusively(deps: Dependencies, unique_name: str) -> AsyncIterator[Hol
         poll = min(_MAX_POLL, poll * 2)
     hold = Hold(deps, name, lease_id, sent)
     keeper = asyncio.create_task(hold.keep())
+
+    async def release() -> None:
+        with contextlib.suppress(TransientError):  # unreleased, it lapses in LEASE_SECONDS
+            await deps.leases.release(name, lease_id)
+
     try:
         with fencing.fenced(hold):
             yield hold
@@ -106,5 +130,7 @@ async def exclusively(deps: Dependencies, unique_name: str) -> AsyncIterator[Hol
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
         if not hold.lost:
-            with contextlib.suppress(TransientError):  # unreleased, it lapses in LEASE_SECONDS
-                await deps.leases.release(name, lease_id)
+            if afterwards is None:
+                await release()
+            else:
+                afterwards.add(release)

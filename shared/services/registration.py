@@ -33,7 +33,7 @@ from shared.domain.policy import (
     resolve_api,
     resolved_problems,
 )
-from shared.domain.records import AppRecord, DesiredApplication
+from shared.domain.records import AppRecord, DesiredApplication, ResourceApi
 from shared.messages.base import FieldError, RequestRejected
 from shared.messages.replies import (
     ConsentResult,
@@ -44,7 +44,7 @@ from shared.messages.replies import (
     ReplyCertificate,
     ReplyCredential,
 )
-from shared.messages.requests import RegisterRequest
+from shared.messages.requests import ApiPermission, RegisterRequest
 from shared.services.certificates import disable_versions, ensure_certificate
 from shared.services.consent import ResolvedPermission, converge_consent, required_access
 from shared.services.data_access import converge_data_access, data_roles_of, remove_data_access
@@ -241,6 +241,13 @@ async def _resolve(deps: Dependencies, request: RegisterRequest) -> list[Resolve
     policy = deps.settings.request_policy
     references = [resolve_api(p.api, policy) or p.api for p in request.api_permissions]
     found = await gather_all(*(deps.consent.find_resource(ref) for ref in references))
+    # The process keeps resource APIs a while (shared.adapters.graph.consent): before naming
+    # an API or a permission as missing, read that API again.
+    stale = [i for i, (p, r) in enumerate(zip(request.api_permissions, found, strict=True)) if _lacks(p, r)]
+    if stale:
+        again = await gather_all(*(deps.consent.find_resource(references[i], fresh=True) for i in stale))
+        for i, resource in zip(stale, again, strict=True):
+            found[i] = resource
     errors: list[FieldError] = []
     for i, (permission, resource) in enumerate(zip(request.api_permissions, found, strict=True)):
         if resource is None:
@@ -275,6 +282,15 @@ async def _resolve(deps: Dependencies, request: RegisterRequest) -> list[Resolve
         ResolvedPermission(p.api, r, tuple(p.delegated), tuple(p.application))
         for p, r in zip(request.api_permissions, resources, strict=True)
     ]
+
+
+def _lacks(permission: ApiPermission, resource: ResourceApi | None) -> bool:
+    """Whether ``resource`` lacks the API or any permission ``permission`` names."""
+    return (
+        resource is None
+        or any(name not in resource.scopes for name in permission.delegated)
+        or any(name not in resource.roles for name in permission.application)
+    )
 
 
 async def _upsert_application(

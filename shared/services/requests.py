@@ -20,7 +20,7 @@ from shared.messages.requests import DecommissionRequest, RegisterRequest
 from shared.services.decommission import decommission
 from shared.services.delivery import Delivery, problem_of, retry_unless_last
 from shared.services.dependencies import Dependencies
-from shared.services.exclusive import exclusively
+from shared.services.exclusive import Afterwards, exclusively
 from shared.services.registration import register
 from shared.services.rotate_request import rotate_on_request
 from shared.settings import get_settings
@@ -35,23 +35,32 @@ async def answer_and_reply(
     (shared.messages.envelope). A failed send raises ``TransientError``: the message is
     redelivered, and the same reply sent again carries the same ``MessageId``, which Service
     Bus's duplicate detection drops."""
-    reply = await answer(dependencies, body, delivery)
-    deps = dependencies()
-    settings = deps.settings
-    envelope = reply_envelope(
-        request,
-        reply,
-        results_queue=settings.results_queue,
-        namespace=settings.service_bus_host,
-        own_queues=settings.own_queues,
-    )
-    await deps.outbox.send([envelope])
-    log.info("registration.reply_sent", extra={"messageId": delivery.message_id, "queue": envelope.queue})
+    # The application's lease is given back once the reply is on its way, so that the ticket
+    # hears back without waiting for the release (shared.services.exclusive).
+    afterwards = Afterwards()
+    try:
+        reply = await answer(dependencies, body, delivery, afterwards)
+        deps = dependencies()
+        settings = deps.settings
+        envelope = reply_envelope(
+            request,
+            reply,
+            results_queue=settings.results_queue,
+            namespace=settings.service_bus_host,
+            own_queues=settings.own_queues,
+        )
+        await deps.outbox.send([envelope])
+        log.info("registration.reply_sent", extra={"messageId": delivery.message_id, "queue": envelope.queue})
+    finally:
+        await afterwards.run()
     return reply
 
 
 async def answer(
-    dependencies: Callable[[], Dependencies], body: bytes, delivery: Delivery
+    dependencies: Callable[[], Dependencies],
+    body: bytes,
+    delivery: Delivery,
+    afterwards: Afterwards | None = None,
 ) -> RegistrationReply:
     """The reply for one delivery of a request; raises only to ask for redelivery.
 
@@ -75,7 +84,7 @@ async def answer(
     try:
         deps = dependencies()
         # One delivery at a time acts on an application (shared.services.exclusive).
-        async with exclusively(deps, unique_name):
+        async with exclusively(deps, unique_name, afterwards):
             if isinstance(request, RegisterRequest):
                 reply = await register(deps, request)
             elif isinstance(request, DecommissionRequest):

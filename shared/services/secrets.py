@@ -1,8 +1,9 @@
-"""A client secret's life in the platform: issued with ``addPassword``, stored as a new version
-of the application's Key Vault secret, and settled against a concurrent copy of the request.
+"""A client secret's life in the platform: issued with ``addPassword`` and stored as a new version
+of the application's Key Vault secret.
 
 The one rule: no credential outlives its only copy of the value. Registration and rotation both
-issue secrets through ``issue_secret``.
+issue secrets through ``issue_secret``, under the application's lease (shared.services.exclusive):
+no other delivery acts on the application meanwhile, so nothing needs settling afterwards.
 """
 
 from __future__ import annotations
@@ -104,30 +105,7 @@ async def issue_secret(
     except BaseException:
         await _remove_unstored(deps, app, new.info.key_id)
         raise
-    # Settle duplicates from a concurrent copy of this request (see credentials.settle_duplicates).
-    current, versions, latest = await gather_all(
-        graph.get_application(app.object_id), vault.versions(name), vault.latest(name)
-    )
-    settle = creds.settle_duplicates(
-        current.passwords,
-        versions,
-        latest,
-        mine=new.info.key_id,
-        request_id=origin,
-        now=deps.now(),
-        safety_age=deps.settings.rotation_safety_age.total_lower_bound(),
-    )
-    await gather_all(
-        *(graph.remove_password(app.object_id, k) for k in settle.remove),
-        *(vault.disable(name, v.version) for v in settle.disable),
-    )
-    if settle.keep == new.info.key_id:
-        return reply_credential(new.info, version)
-    # Another copy's credential won, so it is the one the unversioned secret resolves to:
-    # ``latest`` itself. The listing, read concurrently, may predate that copy's store.
-    assert latest is not None and latest.key_id == settle.keep  # by settle_duplicates
-    kept = next(p for p in current.passwords if p.key_id == settle.keep)
-    return reply_credential(kept, latest)
+    return reply_credential(new.info, version)
 
 
 async def _remove_unstored(deps: Dependencies, app: AppRecord, key_id: str) -> None:

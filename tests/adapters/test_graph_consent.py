@@ -147,3 +147,55 @@ async def test_a_503_on_a_resource_lookup_is_retried(
     resource = await consent.find_resource(HEALTHCARE_APIS_APP_ID)
     assert resource is not None and resource.app_id == HEALTHCARE_APIS_APP_ID
     assert faults_seen(emulator, "graph", "GET", "/servicePrincipals") == ["status:503", None]
+
+
+# ---------------------------------------------------------------- resources kept by the process
+
+
+def _resource_reads(emulator: RunningEmulator) -> int:
+    return len(faults_seen(emulator, "graph", "GET", "/servicePrincipals"))
+
+
+async def test_a_found_resource_is_kept_for_its_time_to_live(
+    emulator: RunningEmulator, consent: ConsentGateway
+) -> None:
+    from shared.adapters.graph.consent import RESOURCE_TTL_SECONDS
+
+    now = [0.0]
+    kept = ConsentGateway(consent.calls, clock=lambda: now[0])
+    emulator.admin.clear_requests()
+    first = await kept.find_resource(DICOM_RESOURCE)
+    assert await kept.find_resource(DICOM_RESOURCE.upper()) == first  # identifier URIs: no case
+    assert _resource_reads(emulator) == 1
+
+    assert await kept.find_resource(DICOM_RESOURCE, fresh=True) == first
+    assert _resource_reads(emulator) == 2
+    now[0] += RESOURCE_TTL_SECONDS
+    assert await kept.find_resource(DICOM_RESOURCE) == first
+    assert _resource_reads(emulator) == 3
+
+    kept.forget_resources()
+    await kept.find_resource(DICOM_RESOURCE)
+    assert _resource_reads(emulator) == 4
+
+
+async def test_not_found_is_never_kept(emulator: RunningEmulator, consent: ConsentGateway) -> None:
+    kept = ConsentGateway(consent.calls)
+    emulator.admin.clear_requests()
+    assert await kept.find_resource("api://not-in-this-tenant") is None
+    assert await kept.find_resource("api://not-in-this-tenant") is None
+    assert _resource_reads(emulator) == 2
+
+
+async def test_a_refused_grant_forgets_the_kept_resources(
+    emulator: RunningEmulator, applications: ApplicationsGateway, consent: ConsentGateway
+) -> None:
+    kept = ConsentGateway(consent.calls)
+    client = await client_sp(applications, "adapter-forget")
+    resource = await kept.find_resource(DICOM_RESOURCE)
+    assert resource is not None
+    emulator.admin.clear_requests()
+    with pytest.raises(PermanentError):  # a resource id the tenant does not have
+        await kept.create_grant(client, str(uuid.uuid4()), ["user_impersonation"])
+    await kept.find_resource(DICOM_RESOURCE)
+    assert _resource_reads(emulator) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from shared.domain.credentials import dangling_versions, plan_registration_secret, settle_duplicates
+from shared.domain.credentials import dangling_versions, plan_registration_secret
 from shared.domain.records import PasswordInfo, StoredVersion
 from shared.domain.stored import credential_name, origin_of
 
@@ -85,51 +85,6 @@ def test_a_disabled_latest_version_means_a_new_secret() -> None:
     disabled = version("k1", 1, enabled=False)
     result = plan([password("k1")], [disabled], None)
     assert result.reuse is None
-
-
-def test_concurrent_copies_settle_on_the_latest_version() -> None:
-    mine, theirs = password("mine"), password("theirs")
-    versions = [version("mine", 1), version("theirs", 2)]
-    settle = settle_duplicates(
-        [mine, theirs], versions, versions[1], mine="mine", request_id="REQ-1", now=NOW, safety_age=HOUR
-    )
-    assert settle.keep == "theirs"
-    assert settle.remove == ("mine",)
-    assert [v.version for v in settle.disable] == ["v1"]
-
-
-def test_settling_never_disables_my_fresh_version_while_graph_does_not_list_it_yet() -> None:
-    versions = [version("mine", 1)]
-    settle = settle_duplicates(
-        [], versions, versions[0], mine="mine", request_id="REQ-1", now=NOW, safety_age=HOUR
-    )
-    assert settle.keep == "mine"
-    assert settle.disable == ()
-
-
-def test_other_requests_and_rotations_are_not_settled_away() -> None:
-    older = password("older", origin="rotation")
-    mine = password("mine")
-    versions = [version("older", 1), version("mine", 2)]
-    settle = settle_duplicates(
-        [older, mine], versions, versions[1], mine="mine", request_id="REQ-1", now=NOW, safety_age=HOUR
-    )
-    assert settle.remove == () and settle.disable == ()
-
-
-def test_settling_leaves_a_young_version_whose_credential_the_app_read_missed() -> None:
-    # Another copy added and stored its credential between this copy's two reads.
-    mine = password("mine")
-    versions = [version("theirs", 1), version("mine", 2)]
-    settle = settle_duplicates(
-        [mine], versions, versions[1], mine="mine", request_id="REQ-1", now=NOW, safety_age=HOUR
-    )
-    assert settle.disable == ()
-    old = StoredVersion(**{**versions[0].__dict__, "created_on": NOW - HOUR})
-    settle = settle_duplicates(
-        [mine], [old, versions[1]], versions[1], mine="mine", request_id="REQ-1", now=NOW, safety_age=HOUR
-    )
-    assert [v.version for v in settle.disable] == ["v1"]
 
 
 def test_dangling_versions_are_those_whose_credential_is_gone() -> None:

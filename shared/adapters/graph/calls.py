@@ -5,8 +5,11 @@
   off, see shared.adapters.clients). Idempotent calls (GET, upsert PATCH, DELETE) are retried
   on any transient failure; a create (POST) only on an explicit rejection (429/503/504),
   never on a lost response, because the create may have happened.
-- pacing: all writes share one token bucket at Graph's per-app write rate, and a 429's
-  ``Retry-After`` pauses every writer, so that a burst slows down instead of being throttled.
+- pacing: Graph's write quota is per application and tenant, shared by every instance of the
+  function app. Each process paces its writes with one ``WritePacer``, which slows down from
+  Graph's own signals (``x-ms-throttle-limit-percentage`` on every response, a 429's
+  ``Retry-After`` for every writer of the process), so that the instances together stay under
+  the quota (docs/reliability.md, "Several instances on one write quota").
 - fencing: a write asks the lease's fence (shared.domain.fencing) before every attempt.
 - replication lag: right after a create, dependent calls fail with the errors listed in
   platform-facts.md; those are retried with backoff on the dependent step only.
@@ -21,7 +24,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.adapters.graph.errors import (
     RETRYABLE_STATUS,
@@ -61,32 +64,106 @@ GRAPH_WRITE_BURST = 20
 
 
 class WritePacer:
-    """A token bucket shared by all writes of this process, paused by ``Retry-After``."""
+    """The pace of this process's Graph writes, under a write quota it shares with every other
+    instance of the app. ``per_second`` and ``burst``: the quota's rate, all of it for one
+    instance alone. What Graph reports to every instance sets each one's share of that rate:
 
-    def __init__(self, per_second: float, burst: int) -> None:
+    - ``x-ms-throttle-limit-percentage`` p (sent once the app+tenant pair has used more than 0.8
+      of its quota): the share falls linearly from 1 at p = 0.8 to ``MIN_SHARE`` at p = 0.9.
+      Every instance sees the same p, so they slow down together and evenly; n instances settle
+      where n * share = 1, at p = 0.8 + 0.1 / n, well short of the limit (the headroom absorbs
+      signals that arrive late). No header: p is below 0.8, full rate.
+    - a 429 on a write: every write of the process waits its ``Retry-After``, and the share's
+      ceiling halves, then climbs back linearly over ``RECOVERY_SECONDS`` (once per pause: the
+      429s of one burst are one signal).
+    - the burst shrinks with the share, so a slowed instance cannot release a burst of writes.
+
+    The decisions take the time as an argument (``delay``, ``observe``, ``throttled``);
+    ``acquire`` is the only part that waits."""
+
+    REPORTED_FROM = 0.8  # Graph sends the percentage above this share of the limit
+    SLOWEST_AT = 0.9  # the share is at its floor from this percentage on
+    MIN_SHARE = 0.05
+    RECOVERY_SECONDS = 10.0
+
+    def __init__(self, per_second: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_second = per_second
         self.burst = burst
-        self._tokens = float(burst)
-        self._last = time.monotonic()
+        self.clock = clock
+        now = clock()
+        # One write at first, not a burst: a new instance does not know what its siblings use.
+        self._tokens = 1.0
+        self._last = now
         self._paused_until = 0.0
+        self._signal_share = 1.0  # from the last limit percentage Graph reported
+        self._ceiling = 1.0  # after a 429: cut, then recovering from ``_ceiling_at``
+        self._ceiling_at = now
         self._lock = asyncio.Lock()
+
+    def share(self, now: float) -> float:
+        """The fraction of the quota's rate this process writes at, now."""
+        ceiling = min(1.0, self._ceiling + max(0.0, now - self._ceiling_at) / self.RECOVERY_SECONDS)
+        return max(self.MIN_SHARE, min(self._signal_share, ceiling))
+
+    def observe(self, percentage: float | None) -> None:
+        """What a Graph response said of the quota: its ``x-ms-throttle-limit-percentage``, or
+        None when it had none (below 0.8 used)."""
+        if percentage is None or percentage <= self.REPORTED_FROM:
+            self._signal_share = 1.0
+        else:
+            slope = (self.SLOWEST_AT - percentage) / (self.SLOWEST_AT - self.REPORTED_FROM)
+            self._signal_share = max(self.MIN_SHARE, slope)
+
+    def throttled(self, retry_after: float, now: float) -> None:
+        """A write drew a 429: every write of the process waits ``retry_after``."""
+        if now >= self._paused_until:
+            self._ceiling, self._ceiling_at = self.share(now) / 2, now
+        self._paused_until = max(self._paused_until, now + retry_after)
+        self._tokens = 0.0  # no burst when the pause ends
+        self._last = max(self._last, self._paused_until)
+
+    def delay(self, now: float) -> float:
+        """Take the right to one write now (0.0), or the seconds to wait before asking again."""
+        if now < self._paused_until:
+            return self._paused_until - now
+        share = self.share(now)
+        rate = self.per_second * share
+        self._tokens = min(max(1.0, self.burst * share), self._tokens + max(0.0, now - self._last) * rate)
+        self._last = max(self._last, now)
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / rate
 
     async def acquire(self) -> None:
         async with self._lock:
             while True:
-                now = time.monotonic()
-                if now < self._paused_until:
-                    await asyncio.sleep(self._paused_until - now)
-                    continue
-                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.per_second)
-                self._last = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                wait = self.delay(self.clock())
+                if wait <= 0:
                     return
-                await asyncio.sleep((1 - self._tokens) / self.per_second)
+                await asyncio.sleep(wait)
 
-    def pause(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+class ThrottleSignals:
+    """An httpx response hook that reads Graph's ``x-ms-throttle-limit-percentage`` off every
+    response of the Graph client for the pacer (the SDK's calls return models, not headers)."""
+
+    def __init__(self, pacer: WritePacer) -> None:
+        self.pacer = pacer
+
+    async def __call__(self, response: Any) -> None:
+        value = response.headers.get("x-ms-throttle-limit-percentage")
+        try:
+            self.pacer.observe(float(value) if value is not None else None)
+        except ValueError:
+            self.pacer.observe(None)
+
+    @classmethod
+    def install(cls, client: GraphServiceClient, pacer: WritePacer) -> None:
+        """Feed ``pacer`` from every response of ``client``, instead of any pacer fed before."""
+        http = client.request_adapter._http_client  # type: ignore[attr-defined]  # kiota keeps it private
+        hooks = [h for h in http.event_hooks.get("response", []) if not isinstance(h, cls)]
+        http.event_hooks = {**http.event_hooks, "response": [*hooks, cls(pacer)]}
 
 
 @dataclass(frozen=True)
@@ -159,7 +236,7 @@ class GraphCalls:
                     raise classify(status, code, message, what)
                 wait = retry_after if retry_after is not None else self.retry.backoff(attempt)
                 if status == 429 and write:
-                    self.pacer.pause(wait)
+                    self.pacer.throttled(wait, self.pacer.clock())
                 log.info("graph.retry", extra={"what": what, "status": status, "wait": round(wait, 2)})
                 await asyncio.sleep(wait)
                 continue

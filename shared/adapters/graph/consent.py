@@ -7,31 +7,59 @@ error) and the Graph application permission it needs. Calls run through ``GraphC
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from shared.adapters.graph.calls import ASSIGNMENTS_PERMISSION, GRANTS_PERMISSION, GraphCalls
 from shared.domain.errors import NotFound, PermanentError
 from shared.domain.records import Grant, ResourceApi, RoleAssignment
 
 SP_SELECT = ["id", "appId", "displayName", "oauth2PermissionScopes", "appRoles", "servicePrincipalNames"]
+# How long a resource API's service principal and permission ids are reused without reading
+# them again. They are stable within a tenant (a scope's id never changes), so this bounds only
+# how late the service sees a scope or role disabled or an API's service principal deleted.
+RESOURCE_TTL_SECONDS = 600.0
 
 
 class ConsentGateway:
-    """Resource APIs and the consent a client holds on them, through one ``GraphCalls``."""
+    """Resource APIs and the consent a client holds on them, through one ``GraphCalls``.
 
-    def __init__(self, calls: GraphCalls) -> None:
+    Resource APIs found are kept for ``RESOURCE_TTL_SECONDS`` (one gateway per process), so a
+    warm registration resolves its permissions without a round trip. Not-found is never kept,
+    and a consent write that Graph refuses forgets every kept resource."""
+
+    def __init__(self, calls: GraphCalls, clock: Callable[[], float] = time.monotonic) -> None:
         self.calls = calls
+        self._clock = clock
+        self._resources: dict[str, tuple[float, ResourceApi]] = {}
 
     # -- resources -------------------------------------------------------------------------
 
-    async def find_resource(self, reference: str) -> ResourceApi | None:
+    async def find_resource(self, reference: str, *, fresh: bool = False) -> ResourceApi | None:
         """The service principal of a resource API, by appId (GUID) or identifier URI, with the
-        ids of its enabled scopes and application roles by name.
+        ids of its enabled scopes and application roles by name: the one found within the last
+        ``RESOURCE_TTL_SECONDS`` unless ``fresh``.
 
         Returns None when the tenant has no such service principal. Raises ``TransientError``.
         Needs ``Application.ReadWrite.OwnedBy`` (which reads service principals).
         """
+        key = reference.casefold()
+        kept = None if fresh else self._resources.get(key)
+        if kept is not None and self._clock() < kept[0]:
+            return kept[1]
+        found = await self._read_resource(reference)
+        if found is None:
+            self._resources.pop(key, None)
+        else:
+            self._resources[key] = (self._clock() + RESOURCE_TTL_SECONDS, found)
+        return found
+
+    def forget_resources(self) -> None:
+        """Read every resource API again on next use."""
+        self._resources.clear()
+
+    async def _read_resource(self, reference: str) -> ResourceApi | None:
         from kiota_abstractions.base_request_configuration import RequestConfiguration
         from msgraph.generated.service_principals.service_principals_request_builder import (
             ServicePrincipalsRequestBuilder,
@@ -114,14 +142,19 @@ class ConsentGateway:
             resource_id=resource_sp_id,
             scope=" ".join(scopes),
         )
-        await self.calls.call(
-            "grant delegated permissions",
-            lambda: self.calls.client.oauth2_permission_grants.post(body),
-            write=True,
-            idempotent=False,
-            dependent=True,
-            needs=GRANTS_PERMISSION,
-        )
+        try:
+            await self.calls.call(
+                "grant delegated permissions",
+                lambda: self.calls.client.oauth2_permission_grants.post(body),
+                write=True,
+                idempotent=False,
+                dependent=True,
+                needs=GRANTS_PERMISSION,
+            )
+        except PermanentError as error:
+            if error.code != "Request_MultipleObjectsWithSameKeyValue":
+                self.forget_resources()  # perhaps a resource kept too long: read them again
+            raise
 
     async def update_grant(self, grant_id: str, scopes: Sequence[str]) -> None:
         """Set the grant's scopes to exactly ``scopes``.
@@ -191,6 +224,7 @@ class ConsentGateway:
         except PermanentError as error:
             # A concurrent copy of the request assigned it first: the outcome we wanted.
             if "already exists" not in error.message.lower():
+                self.forget_resources()  # perhaps a resource kept too long: read them again
                 raise
 
     async def delete_role_assignment(self, client_sp_id: str, assignment_id: str) -> None:
