@@ -9,6 +9,14 @@ service does not own. The scheduler (the real ``rotation_scheduler`` function) t
 each tenant size, and the ``rotate_application`` function handles the messages at the host's
 concurrency. A last run adds applications that the service owns but that are not managed
 (no uniqueName) to show what memory does when the *owned* count grows tenfold.
+
+Then issue 15's goal 3: the sweep over 1,000 and over 10,000 *managed* applications, each with
+a stored secret, at the bench's latency. Two applications are registered through the workflow
+(one three-month secret, one 24-month) and copied in bulk by the emulator
+(``/_emulator/seed/copies``: the same application, service principal, owners and Key Vault
+versions with new ids, keyIds and values; tests/emulator/test_seed_copies.py proves the shape);
+a tenth of them are due after the clock's move. Goal: at most 10 s at 10,000, and the peak
+traced memory at 10,000 at most 1.2 x the peak at 1,000.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ PAGE_SIZE = 999  # GraphGateway.owned_applications' $top
 SETUP_CONCURRENCY = 16
 # P3M secrets are due 30 days before their end (day ~61); P24M ones not for ~700 days.
 ADVANCE = "P65D"
+GOAL_SECONDS = 10.0  # issue 15, goal 3: the sweep at 10,000 managed applications
+GOAL_MEMORY_RATIO = 1.2  # peak traced at 10,000 managed over the peak at 1,000
 
 
 def _body(unique_name: str, lifetime: str) -> dict[str, Any]:
@@ -59,6 +69,11 @@ def _body(unique_name: str, lifetime: str) -> dict[str, Any]:
 
 async def _register_managed(managed: int, due: int) -> None:
     """Through the service's workflow, unpaced (setup is not what is measured)."""
+    await _register([(f"managed-{n:05d}", "P3M" if n < due else "P24M") for n in range(managed)])
+
+
+async def _register(apps: list[tuple[str, str]]) -> None:
+    """(uniqueName, secret lifetime) each, through the service's workflow, unpaced."""
     from shared import bootstrap
     from shared.adapters.graph.applications import ApplicationsGateway
     from shared.adapters.graph.calls import GraphCalls, WritePacer
@@ -71,9 +86,9 @@ async def _register_managed(managed: int, due: int) -> None:
     calls = GraphCalls(bootstrap.platform_clients().graph, WritePacer(1e9, 10**9))
     fast = dataclasses.replace(deps, applications=ApplicationsGateway(calls), consent=ConsentGateway(calls))
 
-    def job(n: int) -> Any:
+    def job(unique_name: str, lifetime: str) -> Any:
         async def one() -> None:
-            body = _body(f"managed-{n:05d}", "P3M" if n < due else "P24M")
+            body = _body(unique_name, lifetime)
             request = parse_request(json.dumps(body).encode())
             assert isinstance(request, RegisterRequest)
             reply = await register(fast, request)
@@ -81,7 +96,7 @@ async def _register_managed(managed: int, due: int) -> None:
 
         return one
 
-    await bounded(SETUP_CONCURRENCY, [job(n) for n in range(managed)])
+    await bounded(SETUP_CONCURRENCY, [job(name, lifetime) for name, lifetime in apps])
 
 
 class EmulatedClock:
@@ -174,6 +189,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         "goalMet": large["listingRequests"] <= 2 * math.ceil(managed / PAGE_SIZE)
         and sizes[1]["peakTracedMB"] <= 1.25 * sizes[0]["peakTracedMB"] + 1,
     }
+    result["managedSweep"] = await _managed_sweep(ctx)
     for scan in sizes:
         print(
             f"[3] scheduler, {scan['tenant']:,} applications ({scan['owned']:,} owned, {managed:,} managed): "
@@ -230,3 +246,56 @@ async def _rotate(ctx: Context, messages: list[str], concurrency: int) -> dict[s
         "keyVaultRequests": sum(1 for e in entries if e["service"] == "keyvault"),
         "peakRssGrowthMB": round(rss_growth / 2**20, 1),
     }
+
+
+async def _managed_sweep(ctx: Context) -> dict[str, Any]:
+    """Issue 15, goal 3: the real ``rotation_scheduler`` over 1,000 then 10,000 managed
+    applications, each with its secret stored, at the bench's latency; a tenth are due."""
+    from shared import testing
+
+    sizes = [40, 400] if ctx.smoke else [1_000, 10_000]
+    ctx.reset(latency_ms=0)
+    setup = Stopwatch()
+    due_template, later_template = "managed-00000", "managed-00001"
+    await _register([(due_template, "P3M"), (later_template, "P24M")])
+    ctx.admin.advance(ADVANCE)
+    clock = EmulatedClock(ctx)
+    testing.use_clock(clock.now)
+    scans: list[dict[str, Any]] = []
+    made = 2
+    try:
+        for size in sizes:
+            names = [f"managed-{n:05d}" for n in range(made, size)]
+            due = [n for n in names if int(n.rsplit("-", 1)[1]) % 10 == 0]
+            later = [n for n in names if int(n.rsplit("-", 1)[1]) % 10 != 0]
+            ctx.admin.request("POST", "/_emulator/seed/copies", json={"from": due_template, "names": due})
+            ctx.admin.request("POST", "/_emulator/seed/copies", json={"from": later_template, "names": later})
+            made = size
+            print(f"      setup: {size:,} managed applications ({size // 10:,} due) in {setup.seconds:.1f} s")
+            ctx.faults()
+            scan = await _schedule(ctx)
+            scans.append({"managed": size, "messagesSent": len(scan.pop("messages")), **scan})
+            ctx.faults(latency_ms=0)
+    finally:
+        testing.use_clock(None)
+    small, large = scans
+    ratio = round(large["peakTracedMB"] / small["peakTracedMB"], 2) if small["peakTracedMB"] else math.inf
+    result = {
+        "scans": scans,
+        "goalSeconds": GOAL_SECONDS,
+        "goalMemoryRatio": GOAL_MEMORY_RATIO,
+        "peakRatio": ratio,
+        "goalMet": large["seconds"] <= GOAL_SECONDS and ratio <= GOAL_MEMORY_RATIO,
+    }
+    for scan in scans:
+        print(
+            f"[3] goal 3, {scan['managed']:,} managed applications with stored secrets: "
+            f"{scan['messagesSent']} messages, {scan['seconds']} s, {scan['graphRequests']} Graph requests "
+            f"({scan['listingRequests']} listing pages), {scan['keyVaultRequests']} Key Vault requests, "
+            f"peak traced {scan['peakTracedMB']} MB, RSS growth {scan['peakRssGrowthMB']} MB"
+        )
+    print(
+        f"[3] goal 3: {large['seconds']} s at {large['managed']:,} (goal <= {GOAL_SECONDS:g} s), peak ratio "
+        f"{ratio} (goal <= {GOAL_MEMORY_RATIO}): {'met' if result['goalMet'] else 'not met'}"
+    )
+    return result

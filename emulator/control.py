@@ -24,6 +24,7 @@ from emulator.errors import PlatformError
 from emulator.identity import GRAPH_AUDIENCES
 from emulator.model import APPLICATION_DEFAULTS, SERVICE_PRINCIPAL_DEFAULTS, complete
 from emulator.oidc import DEFAULT_LIFETIME_SECONDS, TOKEN_EXCHANGE_AUDIENCE
+from emulator.seed import clone_application
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -46,6 +47,7 @@ class ControlPlane:
             Route("/_emulator/clock", self.clock, methods=["GET", "PUT"]),
             Route("/_emulator/clock/advance", self.advance, methods=["POST"]),
             Route("/_emulator/seed/applications", self.seed_applications, methods=["POST"]),
+            Route("/_emulator/seed/copies", self.seed_copies, methods=["POST"]),
             Route("/_emulator/requests", self.requests, methods=["GET", "DELETE"]),
             Route("/_emulator/faults", self.faults, methods=["GET", "PUT", "POST", "DELETE"]),
             Route("/_emulator/policy", self.policy, methods=["GET", "PUT"]),
@@ -204,6 +206,30 @@ class ControlPlane:
                 if owner:
                     directory.add_owner(sp_id, owner)
         return JSONResponse({"created": count, "applications": len(directory.applications)}, status_code=201)
+
+    async def seed_copies(self, request: Request) -> JSONResponse:
+        """Copies of an application the service registered, for scale tests:
+        ``{"from": uniqueName, "names": [uniqueName, ...]}`` (emulator.seed.clone_application:
+        the application, its service principal, their owners and its Key Vault secret's
+        versions, with new ids, keyIds and values)."""
+        self._admin(request)
+        body = await self._json(request)
+        names = body.get("names")
+        if (
+            not isinstance(names, list)
+            or not 0 < len(names) <= 200_000
+            or not all(isinstance(n, str) for n in names)
+        ):
+            raise _bad("names must be a list of 1..200000 uniqueNames")
+        try:
+            made = clone_application(
+                self.platform.directory, self.platform.vault, str(body.get("from")), names
+            )
+        except ValueError as error:
+            raise _bad(str(error)) from None
+        return JSONResponse(
+            {"created": made, "applications": len(self.platform.directory.applications)}, status_code=201
+        )
 
     async def requests(self, request: Request) -> Response:
         self._admin(request)

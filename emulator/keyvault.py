@@ -28,6 +28,7 @@ One cohesive thing, the secrets data plane, state and wire format together, henc
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import json
@@ -126,16 +127,30 @@ class Vault:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._secrets: dict[str, Secret] = {}  # by lower-cased name
+        # The lower-cased names, sorted once as they come and go: a listing page is a slice of
+        # it, not a sort of the whole vault per page.
+        self._order: list[str] = []
+        self._deleted_keys: set[str] = set()  # soft-deleted: the only ones a purge can be due for
         self._values: list[str] = []
 
     def _now(self) -> int:
         return int(self.clock.now().timestamp())
 
+    def _add(self, secret: Secret) -> Secret:
+        key = secret.name.lower()
+        self._secrets[key] = secret
+        bisect.insort(self._order, key)
+        return secret
+
+    def _remove(self, key: str) -> None:
+        del self._secrets[key]
+        self._deleted_keys.discard(key)
+        del self._order[bisect.bisect_left(self._order, key)]
+
     def _purge_due(self) -> None:
         now = self._now()
-        for key, secret in list(self._secrets.items()):
-            if secret.scheduled_purge_date is not None and secret.scheduled_purge_date <= now:
-                del self._secrets[key]
+        for key in [k for k in self._deleted_keys if (self._secrets[k].scheduled_purge_date or 0) <= now]:
+            self._remove(key)
 
     def _live(self, name: str) -> Secret:
         self._purge_due()
@@ -176,7 +191,7 @@ class Vault:
                 inner_code="ObjectIsDeletedButRecoverable",
             )
         if secret is None:
-            secret = self._secrets[name.lower()] = Secret(name)
+            secret = self._add(Secret(name))
         if secret.managed:
             raise PlatformError(
                 403, "Forbidden", "Operation set is not allowed on a managed secret.", service="keyvault"
@@ -215,7 +230,7 @@ class Vault:
         """A certificate version's secret, with the certificate's version id and attributes. A
         value holding the private key joins the values the leak detector looks for."""
         self.reserve_managed(name)
-        secret = self._secrets.setdefault(name.lower(), Secret(name, managed=True))
+        secret = self._secrets.get(name.lower()) or self._add(Secret(name, managed=True))
         now = self._now()
         secret.versions.append(Version(version, value, content_type, None, enabled, nbf, exp, now, now))
         if holds_private_key:
@@ -250,9 +265,32 @@ class Vault:
         secret.versions[secret.versions.index(found)] = updated
         return secret, updated
 
+    def insert(self, name: str, versions: list[Version]) -> None:
+        """A secret with these versions as they are (the last is the latest), for bulk seeding;
+        their values join those the leak detector looks for."""
+        self._purge_due()
+        if name.lower() in self._secrets:
+            raise _bad(f"Secret {name} exists.")
+        self._add(Secret(name, versions=list(versions)))
+        self._values.extend(v.value for v in versions)
+
     def secrets(self) -> list[Secret]:
         self._purge_due()
-        return sorted((s for s in self._secrets.values() if not s.is_deleted), key=lambda s: s.name.lower())
+        return [s for s in (self._secrets[k] for k in self._order) if not s.is_deleted]
+
+    def secrets_after(self, after: str | None, count: int, *, deleted: bool = False) -> list[Secret]:
+        """Up to ``count`` live (``deleted``: soft-deleted) secrets whose lower-cased name sorts
+        after ``after``, in name order: one listing page."""
+        self._purge_due()
+        start = 0 if after is None else bisect.bisect_right(self._order, after)
+        page: list[Secret] = []
+        for key in self._order[start:]:
+            secret = self._secrets[key]
+            if secret.is_deleted == deleted:
+                page.append(secret)
+                if len(page) == count:
+                    break
+        return page
 
     def versions(self, name: str) -> tuple[Secret, list[Version]]:
         """Key Vault lists no versions, rather than 404, for a name it does not hold."""
@@ -269,6 +307,7 @@ class Vault:
         now = self._now()
         secret.deleted_date = now
         secret.scheduled_purge_date = now + RECOVERABLE_DAYS * 86400
+        self._deleted_keys.add(name.lower())
         return secret
 
     def deleted(self, name: str) -> Secret:
@@ -276,16 +315,17 @@ class Vault:
 
     def deleted_secrets(self) -> list[Secret]:
         self._purge_due()
-        return sorted((s for s in self._secrets.values() if s.is_deleted), key=lambda s: s.name.lower())
+        return [s for s in (self._secrets[k] for k in self._order) if s.is_deleted]
 
     def recover(self, name: str) -> Secret:
         secret = self._deleted(name)
         secret.deleted_date = secret.scheduled_purge_date = None
+        self._deleted_keys.discard(secret.name.lower())
         return secret
 
     def purge(self, name: str) -> None:
         secret = self._deleted(name)
-        del self._secrets[secret.name.lower()]
+        self._remove(secret.name.lower())
 
     # -- for tests ----------------------------------------------------------------------
 
@@ -315,7 +355,7 @@ class Vault:
                         for v in secret.versions
                     ],
                 }
-                for secret in sorted(self._secrets.values(), key=lambda s: s.name.lower())
+                for secret in (self._secrets[k] for k in self._order)
             ]
         }
 
@@ -438,8 +478,8 @@ def _changes(body: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-def _page(request: Request, api_version: str, keyed: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """One page of ``keyed`` (sorted by key); the skip token is the last key served."""
+def _page_request(request: Request) -> tuple[int, str | None]:
+    """A listing's page size (``maxresults``, 1 to 25, 25 when absent) and skip token."""
     raw = request.query_params.get("maxresults", str(MAX_PAGE_SIZE))
     try:
         size = int(raw)
@@ -447,16 +487,45 @@ def _page(request: Request, api_version: str, keyed: list[tuple[str, dict[str, A
         raise _bad(f"Invalid maxresults: {raw}") from None
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise _bad(f"maxresults must be between 1 and {MAX_PAGE_SIZE}.")
-    token = request.query_params.get("$skiptoken")
-    remaining = [item for item in keyed if token is None or item[0] > token]
-    page = remaining[:size]
+    return size, request.query_params.get("$skiptoken")
+
+
+def _page_body(
+    request: Request, api_version: str, size: int, page: list[tuple[str, dict[str, Any]]], more: bool
+) -> dict[str, Any]:
+    """A page's JSON: its items and, when ``more`` follow, a ``nextLink`` whose skip token is
+    the last key served."""
     next_link = None
-    if len(remaining) > size:
+    if more:
         base = str(request.base_url).rstrip("/")
         next_link = (
             f"{base}{request.url.path}?api-version={api_version}&$skiptoken={page[-1][0]}&maxresults={size}"
         )
     return {"value": [body for _, body in page], "nextLink": next_link}
+
+
+def _page(request: Request, api_version: str, keyed: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One page of ``keyed`` (sorted by key)."""
+    size, token = _page_request(request)
+    remaining = [item for item in keyed if token is None or item[0] > token]
+    return _page_body(request, api_version, size, remaining[:size], len(remaining) > size)
+
+
+def _secrets_page(
+    request: Request,
+    api_version: str,
+    vault: Vault,
+    item: Callable[[Secret], dict[str, Any]],
+    *,
+    deleted: bool,
+) -> dict[str, Any]:
+    """One page of the vault's secrets (``deleted``: soft-deleted ones) in name order, read
+    from the vault's ordered index: one more than the page is looked at, to know whether
+    another page follows."""
+    size, token = _page_request(request)
+    secrets = vault.secrets_after(token, size + 1, deleted=deleted)
+    page = [(s.name.lower(), item(s)) for s in secrets[:size]]
+    return _page_body(request, api_version, size, page, len(secrets) > size)
 
 
 Handler = Callable[[Request, "Vault", str], Awaitable[Response]]
@@ -494,8 +563,10 @@ def routes(vault_url: str, identity: IdentityPlatform, current_vault: Callable[[
         return _reply(request, _bundle(vault_url, secret, version, with_value=False))
 
     async def list_secrets(request: Request, vault: Vault, api_version: str) -> Response:
-        keyed = [(s.name.lower(), _item(vault_url, s, s.latest, with_version=False)) for s in vault.secrets()]
-        return _reply(request, _page(request, api_version, keyed))
+        def item(secret: Secret) -> dict[str, Any]:
+            return _item(vault_url, secret, secret.latest, with_version=False)
+
+        return _reply(request, _secrets_page(request, api_version, vault, item, deleted=False))
 
     async def list_versions(request: Request, vault: Vault, api_version: str) -> Response:
         secret, versions = vault.versions(_name(request))
@@ -509,8 +580,10 @@ def routes(vault_url: str, identity: IdentityPlatform, current_vault: Callable[[
         return _reply(request, _deleted(vault_url, vault.deleted(_name(request)), item=False))
 
     async def list_deleted(request: Request, vault: Vault, api_version: str) -> Response:
-        keyed = [(s.name.lower(), _deleted(vault_url, s, item=True)) for s in vault.deleted_secrets()]
-        return _reply(request, _page(request, api_version, keyed))
+        def item(secret: Secret) -> dict[str, Any]:
+            return _deleted(vault_url, secret, item=True)
+
+        return _reply(request, _secrets_page(request, api_version, vault, item, deleted=True))
 
     async def recover(request: Request, vault: Vault, _: str) -> Response:
         secret = vault.recover(_name(request))

@@ -13,10 +13,13 @@ time, as it must against a real tenant.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from emulator.arm import (
     HEALTH_DATA_ROLES,
@@ -28,6 +31,10 @@ from emulator.arm import (
 )
 from emulator.clock import iso
 from emulator.directory import Directory, Json
+from emulator.errors import PlatformError
+
+if TYPE_CHECKING:
+    from emulator.keyvault import Vault
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 HEALTHCARE_APIS_APP_ID = "4f6778d8-5aef-43dc-a1ff-b073724b9495"
@@ -309,3 +316,86 @@ def seed_azure(arm: ResourceManager, seeded: Seeded) -> AzureSeed:
         caller=None,
     )
     return AzureSeed(subscription, group, workspace, fhir, dicom, service_assignment, admin_assignment)
+
+
+# -- copies of a registered application, for scale benchmarks ----------------------------------
+
+
+def clone_application(directory: Directory, vault: Vault, template: str, names: Sequence[str]) -> int:
+    """Copies of the application whose uniqueName is ``template``, one per name in ``names``:
+    exactly what the service's registration wrote for it, in bulk. The application (tags,
+    passwordCredentials, every other property), its service principal, their owners and the
+    Key Vault secret ``app-{uniqueName}`` with all its versions are copied; every id (object
+    ids, appId, each credential's keyId, version ids) is new, and each credential gets a new
+    value, its ``hint`` and its vault versions following. Wherever the template's uniqueName,
+    ids or keyIds appear in a string (displayName, tags, version tags), the copy's stand
+    instead; times are the template's. Returns how many were made.
+
+    Refused (``ValueError``): a template that is missing, has certificates, federated
+    credentials or consent (not copied), or a name already taken."""
+    object_id = directory.app_by_unique_name.get(template.casefold())
+    if object_id is None:
+        raise ValueError(f"no application with uniqueName {template}")
+    app = directory.applications[object_id]
+    if app.get("keyCredentials") or app.get("federatedIdentityCredentials"):
+        raise ValueError("a template with certificates or federated credentials is not copied")
+    sp_id = directory.sp_by_app_id.get(app["appId"])
+    consent = [
+        *((g["clientId"], g["resourceId"]) for g in directory.oauth2_permission_grants.values()),
+        *((a["principalId"], a["resourceId"]) for a in directory.app_role_assignments.values()),
+    ]
+    if sp_id is not None and any(sp_id in pair for pair in consent):
+        raise ValueError("a template with consent is not copied")
+    taken = [n for n in names if n.casefold() in directory.app_by_unique_name]
+    if taken:
+        raise ValueError(f"uniqueName {taken[0]} is taken")
+    secret_name = f"app-{app['uniqueName']}"
+    try:
+        source_secret, _ = vault.properties(secret_name)
+        source_versions = list(source_secret.versions)
+    except PlatformError:
+        source_versions = []
+    for name in names:
+        swap = {app["uniqueName"]: name, object_id: str(uuid.uuid4()), app["appId"]: str(uuid.uuid4())}
+        if sp_id is not None:
+            swap[sp_id] = str(uuid.uuid4())
+        values: dict[str, str] = {}
+        for credential in app.get("passwordCredentials", []):
+            swap[credential["keyId"]] = new_key_id = str(uuid.uuid4())
+            values[new_key_id] = new_client_secret()
+        copy = _swapped(app, swap)
+        for credential in copy.get("passwordCredentials", []):
+            credential["hint"] = values[credential["keyId"]][:3]
+        directory.secret_values.update(values)
+        directory.add_application(copy, None, 0)
+        for owner in directory.owners.get(object_id, []):
+            directory.add_owner(copy["id"], owner)
+        if sp_id is not None:
+            sp_copy = directory.add_service_principal(
+                _swapped(directory.service_principals[sp_id], swap), None, 0
+            )
+            for owner in directory.owners.get(sp_id, []):
+                directory.add_owner(sp_copy["id"], owner)
+        if source_versions:
+            versions = []
+            for v in source_versions:
+                tags = _swapped(v.tags, swap) if v.tags is not None else None
+                key_id = (tags or {}).get("keyId")
+                value = values.get(key_id or "") or new_client_secret()
+                versions.append(dataclasses.replace(v, version=uuid.uuid4().hex, value=value, tags=tags))
+            vault.insert(f"app-{name}", versions)
+    return len(names)
+
+
+def _swapped(value: Any, swap: dict[str, str]) -> Any:
+    """``value`` (JSON) copied, with each key of ``swap`` replaced by its value inside every string."""
+    if isinstance(value, str):
+        for old, new in swap.items():
+            if old in value:
+                value = value.replace(old, new)
+        return value
+    if isinstance(value, dict):
+        return {k: _swapped(v, swap) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_swapped(v, swap) for v in value]
+    return value

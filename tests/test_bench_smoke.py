@@ -27,13 +27,17 @@ def test_bench_smoke_run_writes_its_figures(tmp_path: Path) -> None:
     assert {
         "graphRequests",
         "keyVaultRequests",
-        "longestChain",
-        "longestChainRequests",
-        "endToEndMs",
+        "chainToReply",
+        "chainRequests",
+        "afterReply",
+        "toReplyMs",
+        "cpuMs",
         "lowerBoundRoundTrips",
-        "lowerBoundMs",
+        "platformRoundTrips",
         "goalMet",
+        "endToEnd",
+        "converge",
         "cold",
     } <= path.keys()
-    assert path["graphRequests"] > 0 and path["longestChain"] >= path["lowerBoundRoundTrips"]
+    assert path["graphRequests"] > 0 and path["chainToReply"] >= path["platformRoundTrips"]
     assert "| 1 | Critical path" in markdown.read_text()

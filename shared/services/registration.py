@@ -4,11 +4,14 @@ One request's whole flow reads top to bottom here. Every step is idempotent, so 
 redelivered message, or two copies of one processed at once, converge on one application,
 one service principal, one set of grants and one stored secret:
 
-1. the policy, then each API's service principal and its scope/role ids by name (reads only:
-   a request naming an unknown API or permission is rejected before anything is written), and
-   an existing application's ownership and federated credentials (shared.services.federated:
-   a conflict with one made by hand, or more than 20, is rejected before anything is written);
-2. upsert the application by ``uniqueName`` (Graph's upsert, never a blind create);
+1. the policy (``check``, no I/O), then, while the application's lease is taken
+   (``prepare``, reads only), each API's service principal and its scope/role ids by name (a
+   request naming an unknown API or permission is rejected before anything is written) and the
+   application of its uniqueName;
+2. under the lease: an existing application is read again, its ownership and its federated
+   credentials checked (shared.services.federated: a conflict with one made by hand, or more
+   than 20, is rejected before anything is written), and updated; a new one is created only if
+   its uniqueName is still free (``_write_application``);
 3. in parallel: (a) upsert its service principal, then converge admin consent
    (shared.services.consent); (b) the secret: reuse the stored one, or issue and store a new
    one (shared.services.secrets); (c) the federated credentials, converged by name
@@ -20,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 from shared.domain import stored
 from shared.domain.data_access import data_access_problems
-from shared.domain.errors import PermanentError, PermissionDenied
+from shared.domain.errors import PermanentError, PermissionDenied, ReplicationPending
 from shared.domain.federated import FederatedPlan, federated_problems
 from shared.domain.policy import (
     check_policy,
@@ -58,31 +62,61 @@ from shared.services.tasks import gather_all
 log = logging.getLogger(__name__)
 
 
-async def register(deps: Dependencies, request: RegisterRequest) -> RegistrationReply:
-    """The reply to a register request. Raises ``RequestRejected`` or a ``PermanentError`` for
-    a request that cannot succeed, a ``TransientError`` for one that may later."""
+@dataclass(frozen=True)
+class Prepared:
+    """What a registration reads before it writes: each API's permission ids, and the
+    application of its uniqueName as it was then, with the plan for its federated credentials
+    when there was none (``prepare``)."""
+
+    permissions: list[ResolvedPermission]
+    existing: AppRecord | None
+    federated: FederatedPlan | None
+
+
+def check(deps: Dependencies, request: RegisterRequest) -> None:
+    """The request against the policies, before any I/O. Raises ``RequestRejected``."""
     settings = deps.settings
     problems = check_policy(request, settings.request_policy, deps.now())
     problems += data_access_problems(request, settings.data_access_policy)
     problems += federated_problems(request, settings.federated_issuers)
     if problems:
         raise RequestRejected(problems, request.request_id)
-    # Both are reads, side by side: the ownership check costs no round trip of its own.
-    permissions, (existing, federated) = await gather_all(
-        _resolve(deps, request), _ensure_may_converge(deps, request)
-    )
 
+
+async def prepare(deps: Dependencies, request: RegisterRequest) -> Prepared:
+    """The reads that need no lease, side by side (shared.services.requests runs them while
+    the lease is taken). Raises ``RequestRejected`` naming an unknown API or permission."""
+    permissions, existing = await gather_all(
+        _resolve(deps, request), _read_application(deps, request.unique_name)
+    )
+    federated = None if existing is not None else await plan_federated_credentials(deps, request, None)
+    return Prepared(permissions, existing, federated)
+
+
+async def register(
+    deps: Dependencies, request: RegisterRequest, prepared: Prepared | None = None
+) -> RegistrationReply:
+    """The reply to a register request, under the application's lease. ``prepared``: what
+    ``prepare`` read, perhaps before the lease was taken (else it is read now). Raises
+    ``RequestRejected`` or a ``PermanentError`` for a request that cannot succeed, a
+    ``TransientError`` for one that may later."""
+    settings = deps.settings
+    if prepared is None:
+        check(deps, request)
+        prepared = await prepare(deps, request)
+    permissions = prepared.permissions
     unique_name = request.unique_name
     secret = requested_secret(request, settings.request_policy, deps.now())
     certificate = requested_certificate(request)
     lifetime = None if secret is None else stored.lifetime_label(secret.start, secret.end)
-    app, created = await _upsert_application(
+    desired = _desired(
         deps,
         request,
         permissions,
         lifetime=lifetime if certificate is None else certificate.lifetime,
         credential_type="secret" if certificate is None else stored.CERTIFICATE,
     )
+    app, created, existing, federated = await _write_application(deps, request, prepared, desired)
     steps: list[Awaitable[Any]] = [_service_principal_and_access(deps, request, app, permissions, created)]
     if secret is not None:
         steps.append(
@@ -293,17 +327,17 @@ def _lacks(permission: ApiPermission, resource: ResourceApi | None) -> bool:
     )
 
 
-async def _upsert_application(
+def _desired(
     deps: Dependencies,
     request: RegisterRequest,
     permissions: list[ResolvedPermission],
     *,
     lifetime: str | None,
     credential_type: str,
-) -> tuple[AppRecord, bool]:
+) -> DesiredApplication:
     application = request.application
     uris = application.redirect_uris
-    desired = DesiredApplication(
+    return DesiredApplication(
         display_name=application.display_name,
         tags=stored.application_tags(
             deps.settings.service_tag, request.request_id, request.requested_by, lifetime, credential_type
@@ -316,23 +350,58 @@ async def _upsert_application(
         required_resource_access=required_access(permissions),
         service_management_reference=application.service_management_reference,
     )
+
+
+async def _write_application(
+    deps: Dependencies, request: RegisterRequest, prepared: Prepared, desired: DesiredApplication
+) -> tuple[AppRecord, bool, AppRecord | None, FederatedPlan]:
+    """Create the application, or converge the existing one: ``(app, created, the existing
+    one as read under the lease, the plan for its federated credentials)``.
+
+    What ``prepare`` read may predate the lease. An application it found is read again now,
+    when no other delivery can change it, and its ownership checked. One it did not find is
+    created only if its uniqueName is still free (never an upsert, which would converge an
+    application made meanwhile without the ownership check); if it is taken, it is read and
+    checked like any existing one."""
+    existing, federated = prepared.existing, prepared.federated
+    if existing is not None:
+        existing, federated = await _ensure_may_converge(deps, request)
+    if existing is None:
+        assert federated is not None  # planned for no application
+        app = await deps.applications.create_application(request.unique_name, desired)
+        if app is not None:
+            return app, True, None, federated
+        existing, federated = await _ensure_may_converge(deps, request, dependent=True)
+        if existing is None:
+            raise ReplicationPending(
+                "Request_ResourceNotFound", f"application {request.unique_name} is taken but not readable yet"
+            )
     try:
-        return await deps.applications.upsert_application(request.unique_name, desired)
+        app = await deps.applications.update_application(existing, desired)
+    except PermissionDenied:
+        raise not_managed() from None
+    assert federated is not None  # planned for ``existing`` under the lease
+    return app, False, existing, federated
+
+
+async def _read_application(
+    deps: Dependencies, unique_name: str, dependent: bool = False
+) -> AppRecord | None:
+    try:
+        return await deps.applications.get_application_by_unique_name(unique_name, dependent=dependent)
     except PermissionDenied:
         raise not_managed() from None
 
 
 async def _ensure_may_converge(
-    deps: Dependencies, request: RegisterRequest
+    deps: Dependencies, request: RegisterRequest, dependent: bool = False
 ) -> tuple[AppRecord | None, FederatedPlan]:
-    """Before the first write: an existing application of this uniqueName must be the
-    service's and belong to the request's serviceManagementReference (shared.services.ownership),
-    and its federated credentials must leave room for the request's (shared.services.federated).
-    Returns the application (None: there is none yet) and the plan for its federated credentials."""
-    try:
-        existing = await deps.applications.get_application_by_unique_name(request.unique_name)
-    except PermissionDenied:
-        raise not_managed() from None
+    """Under the lease, before the first write: an existing application of this uniqueName
+    must be the service's and belong to the request's serviceManagementReference
+    (shared.services.ownership), and its federated credentials must leave room for the
+    request's (shared.services.federated). Returns the application (None: there is none) and
+    the plan for its federated credentials."""
+    existing = await _read_application(deps, request.unique_name, dependent)
     if existing is not None:
         ensure_owned(existing, deps.settings.service_tag, request.application.service_management_reference)
     return existing, await plan_federated_credentials(deps, request, existing)

@@ -8,6 +8,8 @@ delivery a transient failure replies ``failed`` instead (shared.services.deliver
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -21,7 +23,7 @@ from shared.services.decommission import decommission
 from shared.services.delivery import Delivery, problem_of, retry_unless_last
 from shared.services.dependencies import Dependencies
 from shared.services.exclusive import Afterwards, exclusively
-from shared.services.registration import register
+from shared.services.registration import check, prepare, register
 from shared.services.rotate_request import rotate_on_request
 from shared.settings import get_settings
 
@@ -84,13 +86,14 @@ async def answer(
     try:
         deps = dependencies()
         # One delivery at a time acts on an application (shared.services.exclusive).
-        async with exclusively(deps, unique_name, afterwards):
-            if isinstance(request, RegisterRequest):
-                reply = await register(deps, request)
-            elif isinstance(request, DecommissionRequest):
-                reply = await decommission(deps, request)
-            else:
-                reply = await rotate_on_request(deps, request)
+        if isinstance(request, RegisterRequest):
+            reply = await _register(deps, request, afterwards)
+        else:
+            async with exclusively(deps, unique_name, afterwards):
+                if isinstance(request, DecommissionRequest):
+                    reply = await decommission(deps, request)
+                else:
+                    reply = await rotate_on_request(deps, request)
     except RequestRejected as rejection:
         _log_rejection(delivery, request.request_id, rejection.errors)
         return rejected(request.request_id, rejection.errors, request.requested_by)
@@ -108,6 +111,24 @@ async def answer(
         )
     log.info("registration.replied", extra={**context, "status": reply.status})
     return reply
+
+
+async def _register(
+    deps: Dependencies, request: RegisterRequest, afterwards: Afterwards | None
+) -> RegistrationReply:
+    """A registration: the policy checked before any I/O, the reads it decides by made while
+    the application's lease is taken (they need none: ``register`` reads again under the lease
+    what another delivery could have changed), then the writes under the lease."""
+    check(deps, request)
+    reads = asyncio.ensure_future(prepare(deps, request))
+    try:
+        async with exclusively(deps, request.unique_name, afterwards):
+            return await register(deps, request, await reads)
+    finally:
+        if not reads.done():
+            reads.cancel()
+        with contextlib.suppress(BaseException):
+            await reads  # settled either way: never left running, its error never unretrieved
 
 
 def _log_rejection(delivery: Delivery, request_id: str | None, errors: list[FieldError]) -> None:

@@ -8,7 +8,9 @@ error) and the Graph application permission it needs. Calls run through ``GraphC
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import gc
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -115,6 +117,53 @@ class ApplicationsGateway(FederatedCredentialsGateway):
             )
         return app, False
 
+    async def create_application(self, unique_name: str, desired: DesiredApplication) -> AppRecord | None:
+        """Create the application ``unique_name``, only if no application has that uniqueName:
+        ``POST /applications`` with it, which Graph refuses for a taken one
+        (``Request_MultipleObjectsWithSameKeyValue``). Never updates an existing application.
+
+        Returns the new application, or None when the uniqueName is taken. Raises
+        ``PermissionDenied``, ``TransientError``. Needs ``Application.ReadWrite.OwnedBy``.
+        """
+        body = self._application_body(desired)
+        body.unique_name = unique_name
+        try:
+            created = await self.calls.call(
+                f"create application {unique_name}",
+                lambda: self.calls.client.applications.post(body),
+                write=True,
+                idempotent=False,
+            )
+        except PermanentError as error:
+            if error.code == "Request_MultipleObjectsWithSameKeyValue":
+                return None
+            raise
+        if created is None:
+            raise TransientError(
+                "Request_Empty", f"create application {unique_name}: Graph answered no object"
+            )
+        return _app_record(created)
+
+    async def update_application(self, existing: AppRecord, desired: DesiredApplication) -> AppRecord:
+        """Set ``existing``'s properties to ``desired`` (``PATCH /applications/{id}``), read
+        just before under the application's lease: what Graph's 204 leaves out is what
+        ``existing`` says (the credentials and ids, which this request does not change).
+
+        Raises ``PermissionDenied`` when the service does not own it, ``NotFound`` when it is
+        gone, ``TransientError``. Needs ``Application.ReadWrite.OwnedBy``.
+        """
+        body = self._application_body(desired)
+        builder = self.calls.client.applications.by_application_id(existing.object_id)
+        await self.calls.call(
+            f"update application {existing.unique_name}", lambda: builder.patch(body), write=True
+        )
+        return dataclasses.replace(
+            existing,
+            display_name=desired.display_name,
+            tags=tuple(desired.tags),
+            service_management_reference=desired.service_management_reference,
+        )
+
     async def get_application_by_unique_name(
         self, unique_name: str, dependent: bool = False
     ) -> AppRecord | None:
@@ -190,9 +239,17 @@ class ApplicationsGateway(FederatedCredentialsGateway):
             "list owned applications", lambda: builder.get(RequestConfiguration(query_parameters=params))
         )
         while page is not None:
-            for item in page.value or []:
-                yield _app_record(item)
+            records = [_app_record(item) for item in page.value or []]
             next_link = page.odata_next_link
+            # kiota's backing stores subscribe each nested model to its parent's changes: a parsed
+            # page is a web of reference cycles that only the cyclic collector frees, and its
+            # full collections are rare. Without this, every page of a listing stays in memory
+            # (measured: peak 88 MB at 10,000 applications against 23 MB at 1,000).
+            del page
+            gc.collect()
+            for record in records:
+                yield record
+            del records
             if not next_link:
                 return
             next_builder = builder.with_url(next_link)
