@@ -11,11 +11,12 @@ docs/benchmarks.md and the test that ``import function_app`` leaves them out).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 
 from shared.adapters.arm import RoleAssignmentsGateway
-from shared.adapters.clients import PlatformClients, build_platform_clients
+from shared.adapters.clients import PlatformClients, build_platform_clients, warm_up
 from shared.adapters.graph.applications import ApplicationsGateway
 from shared.adapters.graph.calls import (
     GRAPH_WRITE_BURST,
@@ -48,10 +49,13 @@ CLOCK = ServiceClock()
 
 
 class _Process:
-    """What this process has built: the clients (per event loop) and the dependencies over them."""
+    """What this process has built: the clients (per event loop) and the dependencies over them,
+    and the warm-up of the clients (``WARM_UP``)."""
 
     clients: PlatformClients | None = None
     dependencies: Dependencies | None = None
+    warmed: PlatformClients | None = None
+    warming: asyncio.Task[None] | None = None
 
 
 _process = _Process()
@@ -87,7 +91,26 @@ def dependencies() -> Dependencies:
             certificates=CertificatesGateway(clients.certificates, clients.cryptography),
             clock=CLOCK,
         )
+        _warm_up(clients, _process.dependencies)
     return _process.dependencies
+
+
+def _warm_up(clients: PlatformClients, deps: Dependencies) -> None:
+    """Once per set of clients (a new instance), unless ``WARM_UP`` is off: the platform's first
+    calls that the first request would otherwise make one after another (tokens, Key Vault's
+    challenge, the reply link), in the background beside that request."""
+    if _process.warmed is clients or not deps.settings.warm_up:
+        return
+    _process.warmed = clients
+
+    async def warm() -> None:
+        await asyncio.gather(
+            warm_up(clients, deps.settings),
+            deps.outbox.prepare(deps.settings.results_queue),
+            return_exceptions=True,
+        )
+
+    _process.warming = asyncio.get_running_loop().create_task(warm())
 
 
 def forget_dependencies() -> None:
@@ -98,5 +121,10 @@ def forget_dependencies() -> None:
 async def close() -> None:
     """Close the process's clients and forget everything built over them."""
     clients, _process.clients, _process.dependencies = _process.clients, None, None
+    warming, _process.warming, _process.warmed = _process.warming, None, None
+    if warming is not None:
+        warming.cancel()
+        with contextlib.suppress(BaseException):
+            await warming
     if clients is not None:
         await clients.close()

@@ -120,6 +120,13 @@ class Settings(BaseSettings):
         "LEASE_WAIT",
         "How long a delivery waits for another one's lease on its application before it is redelivered.",
     )
+    warm_up: bool = Field(
+        default=True,
+        alias="WARM_UP",
+        description="On a new instance's first valid request, acquire the Resource Manager token, take Key "
+        "Vault's challenge and open the reply link beside the request's own first calls, instead of one after "
+        "another inside it.",
+    )
 
     service_bus_connection: SecretStr | None = Field(
         default=None,

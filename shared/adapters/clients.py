@@ -11,6 +11,7 @@ for them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ssl
 from collections import OrderedDict
@@ -312,6 +313,30 @@ def build_servicebus_client(settings: Settings, credential: AsyncTokenCredential
             "are sent to the namespace the triggers read from"
         )
     return ServiceBusClient(settings.service_bus_namespace, credential)
+
+
+# A secret the vault does not have: reading it takes the vault's challenge (and token) and
+# returns 404, never a value.
+WARM_UP_SECRET = "entra-app-registration-warm-up"
+
+
+async def warm_up(clients: PlatformClients, settings: Settings) -> None:
+    """A new instance's first calls to Resource Manager and Key Vault, made beside the first
+    request's own instead of inside it: the Resource Manager token, and Key Vault's challenge
+    (its SDK first sends a request without a token to learn the vault's tenant and resource)
+    with its token. Graph's and Storage's tokens are left to the request, whose first calls
+    need them at once. Failures are ignored: each call tries again at its first real use."""
+    from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+    async def resource_manager() -> None:
+        with contextlib.suppress(AzureError):
+            await clients.credential.get_token(f"{settings.resource_manager_audience}/.default")
+
+    async def vault() -> None:
+        with contextlib.suppress(ResourceNotFoundError, AzureError):
+            await clients.vault.get_secret(WARM_UP_SECRET)
+
+    await asyncio.gather(resource_manager(), vault())
 
 
 def build_platform_clients(settings: Settings, loop: asyncio.AbstractEventLoop) -> PlatformClients:

@@ -11,6 +11,7 @@ Needs *Azure Service Bus Data Sender* on each queue it sends to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -38,6 +39,16 @@ class ServiceBusOutbox:
                 sender = self._senders[queue] = self.client.get_queue_sender(queue)
                 self._sending[queue] = asyncio.Lock()
             return sender, self._sending[queue]
+
+    async def prepare(self, queue: str) -> None:
+        """Open the link to ``queue`` now, so that the first send need not (a new instance's
+        first reply). Raises nothing: a failure is the first send's to report."""
+        from azure.servicebus.exceptions import ServiceBusError
+
+        sender, turn = await self._sender(queue)
+        async with turn:
+            with contextlib.suppress(ServiceBusError):
+                await sender.create_message_batch()
 
     async def send(self, messages: Sequence[Outbound]) -> None:
         """Send ``messages``, each queue's as one batch (split when a batch is full). Raises

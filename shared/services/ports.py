@@ -169,6 +169,8 @@ class Outbox(Protocol):
 
     async def send(self, messages: Sequence[Outbound]) -> None: ...
 
+    async def prepare(self, queue: str) -> None: ...
+
 
 class Leases(Protocol):
     """Per-application exclusivity: one blob lease per application in the function app's own
