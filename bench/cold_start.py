@@ -4,13 +4,13 @@ bench/eager_baseline.py (the same app with all five SDKs imported at the top). M
 several runs of each, interleaved. The OS file cache is warm (a second instance on the same
 machine); a truly cold disk adds to both.
 
-``python -m bench.cold_start MODULE NAME`` is the child: it prints its timings as JSON.
+The child is ``python -c CHILD MODULE NAME``: its clock starts before it imports anything but
+the interpreter's start-up modules; it prints its timings as JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import subprocess
@@ -21,15 +21,25 @@ from typing import Any
 from bench.common import BENCH_SETTINGS, ROOT, Context, median
 
 APPS = {"lazy": "function_app", "eager": "bench.eager_baseline"}
+GOAL_RATIO = 0.4  # issue 15, goal 5
 
 
-def child(module: str, unique_name: str) -> dict[str, Any]:
-    started = time.perf_counter()
-    app = importlib.import_module(module).app
-    imported = time.perf_counter()
-    modules_after_import = len(sys.modules)
+# The child process: the clock starts before anything but the interpreter's own start-up
+# modules is imported (``-m bench.cold_start`` would import this module and bench.common first).
+CHILD = """
+import time
+started = time.perf_counter()
+import importlib, sys
+app = importlib.import_module(sys.argv[1]).app
+imported = time.perf_counter()
+from bench.cold_start import child
+child(app, sys.argv[2], started, imported, len(sys.modules))
+"""
 
-    from tests import harness  # after the measured import: it imports nothing the app has not
+
+def child(app: Any, unique_name: str, started: float, imported: float, modules_after_import: int) -> None:
+    """After the measured import: one registration, then the timings as JSON on stdout."""
+    from tests import harness
 
     functions = {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
     body = {
@@ -63,7 +73,7 @@ def child(module: str, unique_name: str) -> dict[str, Any]:
 
     before = time.perf_counter()
     done, status = asyncio.run(first())
-    return {
+    timings = {
         "importSeconds": imported - started,
         "firstRegistrationSeconds": done - before,
         "toFirstReplySeconds": done - started,
@@ -71,12 +81,13 @@ def child(module: str, unique_name: str) -> dict[str, Any]:
         "modulesAfterImport": modules_after_import,
         "modulesAfterFirstRegistration": len(sys.modules),
     }
+    print(json.dumps(timings))
 
 
 def _spawn(module: str, unique_name: str, env: dict[str, str]) -> dict[str, Any]:
     started = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "bench.cold_start", module, unique_name],
+        [sys.executable, "-c", CHILD, module, unique_name],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -116,8 +127,8 @@ async def run(ctx: Context) -> dict[str, Any]:
         "lazy": lazy,
         "eager": eager,
         "importRatio": round(lazy["importSeconds"] / eager["importSeconds"], 3),
-        "goalMet": lazy["importSeconds"] < eager["importSeconds"] / 2
-        and lazy["toFirstReplySeconds"] <= eager["toFirstReplySeconds"] * 1.05,
+        "goalRatio": GOAL_RATIO,
+        "goalMet": lazy["importSeconds"] <= GOAL_RATIO * eager["importSeconds"],
     }
     for name, figures in (("function_app", lazy), ("eager baseline", eager)):
         print(
@@ -127,11 +138,7 @@ async def run(ctx: Context) -> dict[str, Any]:
             f"process {figures['processSeconds']} ms (median of {runs})"
         )
     print(
-        f"[4] import {100 * result['importRatio']:.0f}% of the eager baseline (goal < 50%); time to the first "
-        f"reply {lazy['toFirstReplySeconds']} vs {eager['toFirstReplySeconds']} ms (goal: not slower)"
+        f"[4] import {100 * result['importRatio']:.0f}% of the eager baseline (goal <= {100 * GOAL_RATIO:.0f}%); "
+        f"time to the first reply {lazy['toFirstReplySeconds']} vs {eager['toFirstReplySeconds']} ms"
     )
     return result
-
-
-if __name__ == "__main__":
-    print(json.dumps(child(sys.argv[1], sys.argv[2])))

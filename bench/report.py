@@ -69,6 +69,77 @@ METHOD = """
 """
 
 
+GOALS_HEADER = """
+## Issue 15's goals, from this run
+
+The ratio is the measure over the goal's bound: at most 1 meets a bound from above ("at most"),
+at least 1 one from below ("at least").
+
+| Goal | Measured | Bound | Ratio | Met |
+|------|----------|-------|-------|-----|
+"""
+
+
+def goals(s: dict[str, Any]) -> list[tuple[str, str, str, float, bool]]:
+    """Each of issue 15's goals that this run measured: (goal, measure, bound, ratio, met)."""
+    rows: list[tuple[str, str, str, float, bool]] = []
+
+    def add(goal: str, measure: float, unit: str, bound: float, at_most: bool = True) -> None:
+        met = measure <= bound if at_most else measure >= bound
+        ratio = measure / bound if bound else float("inf")
+        rows.append((goal, f"{measure:g}{unit}", f"{'≤' if at_most else '≥'} {bound:g}{unit}", ratio, met))
+
+    if "criticalPath" in s:
+        c = s["criticalPath"]
+        add("1. Warm registration: round trips to the reply", c["chainToReply"], "", c["goalRoundTrips"])
+        add(
+            "1. Cold (a new instance): round trips to the reply",
+            c["cold"]["chainToReply"],
+            "",
+            c["cold"]["goalRoundTrips"],
+        )
+        e = c["endToEnd"]
+        add(
+            "2. Warm end to end (ms) vs 1.15 × round trips × latency + CPU",
+            e["toReplyMs"],
+            " ms",
+            e["allowedMs"],
+        )
+        add("2. Service CPU per warm registration", e["cpuMs"], " ms", e["goalCpuMs"])
+    if "rotationSweep" in s and "managedSweep" in s["rotationSweep"]:
+        m = s["rotationSweep"]["managedSweep"]
+        large = m["scans"][-1]
+        add(
+            f"3. Sweep of {large['managed']:,} managed applications", large["seconds"], " s", m["goalSeconds"]
+        )
+        add("3. Peak memory, 10,000 managed / 1,000", m["peakRatio"], "", m["goalMemoryRatio"])
+    if "throughput" in s and "instances" in s["throughput"]:
+        four = s["throughput"]["instances"].get("4")
+        if four is not None:
+            add(
+                "4. Four instances: share of the bound",
+                round(100 * four["fractionOfBound"], 1),
+                "%",
+                90.0,
+                at_most=False,
+            )
+            add("4. Four instances: requests throttled", round(100 * four["throttledFraction"], 2), "%", 2.0)
+    if "coldStart" in s:
+        k = s["coldStart"]
+        add("5. Cold import / eager baseline", k["importRatio"], "", k.get("goalRatio", 0.4))
+    if "testSuite" in s:
+        t = s["testSuite"]
+        add("6. `make test` wall time", t["seconds"], " s", t["goalSeconds"])
+    return rows
+
+
+def goals_table(s: dict[str, Any]) -> str:
+    return GOALS_HEADER + "".join(
+        f"| {goal} | {measure} | {bound} | {ratio:.2f} | {_yes(met)} |\n"
+        for goal, measure, bound, ratio, met in goals(s)
+    )
+
+
 def _yes(value: object) -> str:
     return "yes" if value else "**no**"
 
@@ -192,6 +263,7 @@ def markdown(document: dict[str, Any]) -> str:
         rows.append(("5", "Footprint", measured, "reported (no goal)", True))
     for number, name, measured, goal, met in rows:
         out += f"| {number} | {name} | {measured} | {goal} | {_yes(met)} |\n"
+    out += goals_table(s)
     out += _details(s)
     out += METHOD
     out += CHANGES

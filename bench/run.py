@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, critical_path, footprint, report, rotation_sweep, throughput
+from bench import cold_start, critical_path, footprint, report, rotation_sweep, test_suite, throughput
 from bench.common import LATENCY_MS, ROOT, Context, point_service_at
 from emulator.launcher import running
 
@@ -31,6 +31,7 @@ SCENARIOS: dict[str, Any] = {
     "rotationSweep": rotation_sweep,
     "coldStart": cold_start,
     "footprint": footprint,
+    "testSuite": test_suite,
 }
 
 
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     if markdown_path is not None:
         markdown_path.write_text(report.markdown(document))
         print(f"table: {markdown_path}")
+    print("issue 15's goals (ratio: measure / bound):")
+    for goal, measure, bound, ratio, met in report.goals(document["scenarios"]):
+        print(f"  {goal}: {measure} (bound {bound}, ratio {ratio:.2f}) {'met' if met else 'NOT MET'}")
     print(f"wall time {wall} s")
     return 0
 

@@ -127,10 +127,11 @@ class ApplicationsGateway(FederatedCredentialsGateway):
         """
         body = self._application_body(desired)
         body.unique_name = unique_name
+        request = self.calls.client.applications.to_post_request_information(body)
         try:
             created = await self.calls.call(
                 f"create application {unique_name}",
-                lambda: self.calls.client.applications.post(body),
+                lambda: self.calls.json(request),
                 write=True,
                 idempotent=False,
             )
@@ -142,7 +143,16 @@ class ApplicationsGateway(FederatedCredentialsGateway):
             raise TransientError(
                 "Request_Empty", f"create application {unique_name}: Graph answered no object"
             )
-        return _app_record(created)
+        # A new application: no credentials yet, and what it was created with.
+        return AppRecord(
+            object_id=str(created["id"]),
+            app_id=str(created["appId"]),
+            unique_name=created.get("uniqueName"),
+            display_name=str(created.get("displayName") or ""),
+            tags=tuple(created.get("tags") or ()),
+            passwords=(),
+            service_management_reference=created.get("serviceManagementReference"),
+        )
 
     async def update_application(self, existing: AppRecord, desired: DesiredApplication) -> AppRecord:
         """Set ``existing``'s properties to ``desired`` (``PATCH /applications/{id}``), read
@@ -364,15 +374,14 @@ class ApplicationsGateway(FederatedCredentialsGateway):
         config: RequestConfiguration[Any] = RequestConfiguration()
         config.headers.add("Prefer", "create-if-missing")
         builder = self.calls.sp_by_app_id(app_id)
+        body = ServicePrincipal(tags=["WindowsAzureActiveDirectoryIntegratedApp"])
         created = await self.calls.upsert(
             f"upsert service principal {app_id}",
-            lambda: builder.patch(
-                ServicePrincipal(tags=["WindowsAzureActiveDirectoryIntegratedApp"]), config
-            ),
+            lambda: self.calls.json(builder.to_patch_request_information(body, config)),
             dependent=True,
         )
-        if created is not None and created.id:
-            return str(created.id)
+        if created is not None and created.get("id"):
+            return str(created["id"])
         sp = await self.calls.call(f"read service principal {app_id}", builder.get, dependent=True)
         if sp is None or not sp.id:
             raise ReplicationPending(

@@ -19,12 +19,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from shared.adapters.graph.errors import (
     RETRYABLE_STATUS,
@@ -38,6 +39,7 @@ from shared.domain import fencing
 from shared.domain.errors import NotFound, PermanentError, PermissionDenied, ServiceError, TransientError
 
 if TYPE_CHECKING:
+    from kiota_abstractions.request_information import RequestInformation
     from msgraph import GraphServiceClient
     from msgraph.generated.applications_with_unique_name.applications_with_unique_name_request_builder import (
         ApplicationsWithUniqueNameRequestBuilder,
@@ -291,6 +293,23 @@ class GraphCalls:
     # msgraph-sdk's alternate-key builders (applications(uniqueName=...), servicePrincipals(appId=...))
     # write the key into the client's own path parameters and keep that dict: concurrent calls
     # would send each other's key. Each builder here gets a copy.
+
+    async def json(self, request: RequestInformation) -> dict[str, Any] | None:
+        """Send ``request`` (a request builder's ``to_*_request_information``) and return its JSON
+        body as a dict, or None when Graph answers without one. For writes whose answer the
+        service reads a field or two of: kiota's parse of a whole directory object into its
+        backed model costs more CPU than the request itself (docs/benchmarks.md). Errors are
+        raised as the request builder's own call raises them (``ODataError``)."""
+        from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+
+        adapter = self.client.request_adapter
+        raw: bytes | None = await cast(Any, adapter).send_primitive_async(
+            request, "bytes", {"XXX": ODataError}
+        )
+        if not raw:
+            return None
+        body: dict[str, Any] = json.loads(raw)
+        return body
 
     def app_by_unique_name(self, unique_name: str) -> ApplicationsWithUniqueNameRequestBuilder:
         from msgraph.generated.applications_with_unique_name.applications_with_unique_name_request_builder import (

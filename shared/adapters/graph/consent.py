@@ -142,10 +142,11 @@ class ConsentGateway:
             resource_id=resource_sp_id,
             scope=" ".join(scopes),
         )
+        request = self.calls.client.oauth2_permission_grants.to_post_request_information(body)
         try:
             await self.calls.call(
                 "grant delegated permissions",
-                lambda: self.calls.client.oauth2_permission_grants.post(body),
+                lambda: self.calls.json(request),
                 write=True,
                 idempotent=False,
                 dependent=True,
@@ -212,10 +213,11 @@ class ConsentGateway:
         builder = self.calls.client.service_principals.by_service_principal_id(
             resource_sp_id
         ).app_role_assigned_to
+        request = builder.to_post_request_information(body)
         try:
             await self.calls.call(
                 "grant application permission",
-                lambda: builder.post(body),
+                lambda: self.calls.json(request),
                 write=True,
                 idempotent=False,
                 dependent=True,
