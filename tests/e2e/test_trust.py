@@ -7,6 +7,7 @@ checks the tenant, the vault and the roles in a token, not the reply alone.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -179,6 +180,24 @@ async def test_another_owners_ticket_cannot_converge_the_application(
     nothing_written(emulator, before)
     app = Tenant.read(emulator).app("dicom-ingest-prod")
     assert app["serviceManagementReference"] == OWNER
+
+
+async def test_two_owners_registering_one_new_name_at_once_get_one_application(
+    emulator: RunningEmulator,
+) -> None:
+    # Both read "no application" (beside taking the lease); the second to hold the lease finds
+    # the name taken when it creates, reads the first one's application and is refused.
+    body = sample("service-client")
+    replies = await asyncio.gather(harness.register(body), harness.register(_as_other_owner(body)))
+
+    assert sorted(r["status"] for r in replies) == ["rejected", "succeeded"]
+    [winner] = [r for r in replies if r["status"] == "succeeded"]
+    [loser] = [r for r in replies if r["status"] == "rejected"]
+    assert fields(loser) == [("application.serviceManagementReference", "not_owner")]
+    [app] = Tenant.read(emulator).apps("dicom-ingest-prod")
+    assert app["appId"] == winner["application"]["clientId"]
+    assert app["serviceManagementReference"] == winner["application"]["serviceManagementReference"]
+    assert [p["keyId"] for p in app["passwordCredentials"]] == [winner["credential"]["keyId"]]
 
 
 @pytest.mark.parametrize("action", ["rotate", "decommission"])

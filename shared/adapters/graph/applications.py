@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import gc
+import functools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters.graph.calls import GraphCalls
 from shared.adapters.graph.federated import FederatedCredentialsGateway
-from shared.adapters.graph.keys import key_info, utc
+from shared.adapters.graph.keys import graph_time, key_info, key_info_from_json, utc
 from shared.domain.errors import NotFound, PermanentError, ReplicationPending, TransientError
 from shared.domain.records import AppRecord, DesiredApplication, NewPassword, PasswordInfo
 from shared.domain.secret_value import SecretValue
@@ -25,6 +25,9 @@ from shared.domain.secret_value import SecretValue
 if TYPE_CHECKING:
     from msgraph.generated.models.application import Application
     from msgraph.generated.models.password_credential import PasswordCredential
+    from msgraph.generated.service_principals.item.owned_objects.graph_application.graph_application_request_builder import (
+        GraphApplicationRequestBuilder,
+    )
 
 APP_SELECT = [
     "id",
@@ -245,25 +248,30 @@ class ApplicationsGateway(FederatedCredentialsGateway):
         builder = self.calls.client.service_principals.by_service_principal_id(
             owner_sp_id
         ).owned_objects.graph_application
+        # Read as JSON: kiota's backed models cost about 0.5 ms of CPU per application, and a
+        # parsed page is a web of reference cycles that only the cyclic collector frees
+        # (measured: 10,000 applications took seconds and 88 MB).
+        config = RequestConfiguration(query_parameters=params)
         page = await self.calls.call(
-            "list owned applications", lambda: builder.get(RequestConfiguration(query_parameters=params))
+            "list owned applications", lambda: self.calls.json(builder.to_get_request_information(config))
         )
         while page is not None:
-            records = [_app_record(item) for item in page.value or []]
-            next_link = page.odata_next_link
-            # kiota's backing stores subscribe each nested model to its parent's changes: a parsed
-            # page is a web of reference cycles that only the cyclic collector frees, and its
-            # full collections are rare. Without this, every page of a listing stays in memory
-            # (measured: peak 88 MB at 10,000 applications against 23 MB at 1,000).
+            records = [_app_record_from_json(item) for item in page.get("value") or []]
+            next_link = page.get("@odata.nextLink")
             del page
-            gc.collect()
             for record in records:
                 yield record
             del records
             if not next_link:
                 return
-            next_builder = builder.with_url(next_link)
-            page = await self.calls.call("list owned applications (next page)", next_builder.get)
+            next_page = builder.with_url(next_link)
+            page = await self.calls.call(
+                "list owned applications (next page)",
+                functools.partial(self._json_page, next_page),
+            )
+
+    async def _json_page(self, page: GraphApplicationRequestBuilder) -> dict[str, Any] | None:
+        return await self.calls.json(page.to_get_request_information())
 
     async def owner_ids(self, object_id: str) -> set[str]:
         """The object ids of the application's owners (users and service principals).
@@ -409,6 +417,29 @@ def _password_info(credential: PasswordCredential) -> PasswordInfo:
         hint=credential.hint or "",
         start=utc(credential.start_date_time),
         end=utc(credential.end_date_time),
+    )
+
+
+def _app_record_from_json(app: dict[str, Any]) -> AppRecord:
+    """``_app_record`` of an application read as JSON (``GraphCalls.json``)."""
+    return AppRecord(
+        object_id=str(app.get("id")),
+        app_id=str(app.get("appId")),
+        unique_name=app.get("uniqueName"),
+        display_name=app.get("displayName") or "",
+        tags=tuple(app.get("tags") or ()),
+        passwords=tuple(
+            PasswordInfo(
+                key_id=str(p.get("keyId")),
+                display_name=p.get("displayName") or "",
+                hint=p.get("hint") or "",
+                start=graph_time(p.get("startDateTime")),
+                end=graph_time(p.get("endDateTime")),
+            )
+            for p in app.get("passwordCredentials") or []
+        ),
+        service_management_reference=app.get("serviceManagementReference"),
+        keys=tuple(key_info_from_json(k) for k in app.get("keyCredentials") or []),
     )
 
 

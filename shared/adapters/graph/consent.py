@@ -142,11 +142,11 @@ class ConsentGateway:
             resource_id=resource_sp_id,
             scope=" ".join(scopes),
         )
-        request = self.calls.client.oauth2_permission_grants.to_post_request_information(body)
+        grants = self.calls.client.oauth2_permission_grants
         try:
             await self.calls.call(
                 "grant delegated permissions",
-                lambda: self.calls.json(request),
+                lambda: self.calls.json(grants.to_post_request_information(body)),
                 write=True,
                 idempotent=False,
                 dependent=True,
@@ -213,11 +213,10 @@ class ConsentGateway:
         builder = self.calls.client.service_principals.by_service_principal_id(
             resource_sp_id
         ).app_role_assigned_to
-        request = builder.to_post_request_information(body)
         try:
             await self.calls.call(
                 "grant application permission",
-                lambda: self.calls.json(request),
+                lambda: self.calls.json(builder.to_post_request_information(body)),
                 write=True,
                 idempotent=False,
                 dependent=True,

@@ -13,9 +13,10 @@ needs: ``Application.ReadWrite.OwnedBy`` and ownership of the application, for a
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.adapters.graph.calls import GraphCalls
 from shared.domain.certificates import thumbprint_from_identifier
@@ -33,6 +34,26 @@ def utc(value: dt.datetime | None) -> dt.datetime:
     if value is None:
         return dt.datetime.min.replace(tzinfo=dt.UTC)
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def graph_time(value: str | None) -> dt.datetime:
+    """A Graph timestamp from its JSON, as kiota reads it, as an aware UTC datetime."""
+    from kiota_abstractions.date_utils import datetime_from_iso_format_compat
+
+    return utc(datetime_from_iso_format_compat(value) if value else None)
+
+
+def key_info_from_json(credential: dict[str, Any]) -> KeyInfo:
+    """``key_info`` of a key credential read as JSON (``GraphCalls.json``)."""
+    identifier = credential.get("customKeyIdentifier")
+    return KeyInfo(
+        key_id=str(credential.get("keyId")),
+        display_name=credential.get("displayName") or "",
+        thumbprint=thumbprint_from_identifier(base64.b64decode(identifier) if identifier else None),
+        start=graph_time(credential.get("startDateTime")),
+        end=graph_time(credential.get("endDateTime")),
+        usage=credential.get("usage") or "",
+    )
 
 
 def key_info(credential: KeyCredential) -> KeyInfo:
