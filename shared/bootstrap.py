@@ -77,7 +77,7 @@ def dependencies() -> Dependencies:
         # Graph's write quota is the app's in the tenant, shared with every other instance: the
         # pacer slows down from what Graph reports of it (docs/reliability.md).
         pacer = WritePacer(GRAPH_WRITES_PER_SECOND, GRAPH_WRITE_BURST)
-        ThrottleSignals.install(clients.graph, pacer)
+        ThrottleSignals.install(clients.graph_http, pacer)
         calls = GraphCalls(clients.graph, pacer)
         _process.dependencies = Dependencies(
             settings=get_settings(),

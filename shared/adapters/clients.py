@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    import httpx
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.keyvault.certificates.aio import CertificateClient
     from azure.keyvault.keys.crypto.aio import CryptographyClient
@@ -43,6 +44,7 @@ PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 class PlatformClients:
     credential: AsyncTokenCredential
     graph: GraphServiceClient
+    graph_http: httpx.AsyncClient
     vault: SecretClient
     leases: ContainerClient
     authorization: AuthorizationManagementClient
@@ -180,7 +182,11 @@ def _skip_unused_model_imports() -> None:
     Entity.get_field_deserializers = get_field_deserializers  # type: ignore[method-assign]
 
 
-def build_graph_client(settings: Settings, credential: AsyncTokenCredential) -> GraphServiceClient:
+def build_graph_client(
+    settings: Settings, credential: AsyncTokenCredential
+) -> tuple[GraphServiceClient, httpx.AsyncClient]:
+    """The Graph client, and the httpx client under it (whose response hooks see Graph's
+    throttling headers, shared.adapters.graph.calls.ThrottleSignals)."""
     import httpx
     from kiota_authentication_azure.azure_identity_authentication_provider import (
         AzureIdentityAuthenticationProvider,
@@ -209,7 +215,7 @@ def build_graph_client(settings: Settings, credential: AsyncTokenCredential) -> 
     )
     adapter = GraphRequestAdapter(auth, http)
     adapter.base_url = settings.graph_base_url.rstrip("/")
-    return GraphServiceClient(request_adapter=adapter)
+    return GraphServiceClient(request_adapter=adapter), http
 
 
 def build_secret_client(settings: Settings, credential: AsyncTokenCredential) -> SecretClient:
@@ -342,9 +348,11 @@ async def warm_up(clients: PlatformClients, settings: Settings) -> None:
 def build_platform_clients(settings: Settings, loop: asyncio.AbstractEventLoop) -> PlatformClients:
     """One credential and the clients that share it, bound to ``loop`` (the SDKs bind to one)."""
     credential = build_credential(settings)
+    graph, graph_http = build_graph_client(settings, credential)
     return PlatformClients(
         credential=credential,
-        graph=build_graph_client(settings, credential),
+        graph=graph,
+        graph_http=graph_http,
         vault=build_secret_client(settings, credential),
         leases=build_lease_container(settings, credential),
         authorization=build_authorization_client(settings, credential),

@@ -35,17 +35,21 @@ log = logging.getLogger(__name__)
 
 
 async def plan_federated_credentials(
-    deps: Dependencies, request: RegisterRequest, existing: AppRecord | None
+    deps: Dependencies,
+    request: RegisterRequest,
+    existing: AppRecord | None,
+    current: list[FederatedCredential] | None = None,
 ) -> FederatedPlan:
     """Before the first write: the plan for ``existing``'s federated credentials (None: a new
-    application, whose credentials the request alone decides). Reads only; raises
-    ``RequestRejected`` naming each problem."""
-    # dependent: the application was just read, so a 404 can only be replication lag.
-    current = (
-        []
-        if existing is None
-        else await deps.applications.federated_credentials(existing.object_id, dependent=True)
-    )
+    application, whose credentials the request alone decides), ``current`` if they were read
+    already. Reads only; raises ``RequestRejected`` naming each problem."""
+    if current is None:
+        # dependent: the application was just read, so a 404 can only be replication lag.
+        current = (
+            []
+            if existing is None
+            else await deps.applications.federated_credentials(existing.object_id, dependent=True)
+        )
     plan = plan_federated(desired_federated(request), current)
     if plan.problems:
         raise RequestRejected(list(plan.problems), request.request_id)

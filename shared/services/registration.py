@@ -116,8 +116,11 @@ async def register(
         lifetime=lifetime if certificate is None else certificate.lifetime,
         credential_type="secret" if certificate is None else stored.CERTIFICATE,
     )
-    app, created, existing, federated = await _write_application(deps, request, prepared, desired)
-    steps: list[Awaitable[Any]] = [_service_principal_and_access(deps, request, app, permissions, created)]
+    written = await _write_application(deps, request, prepared, desired)
+    app, created, existing, federated = written.app, written.created, written.existing, written.federated
+    steps: list[Awaitable[Any]] = [
+        _service_principal_and_access(deps, request, app, permissions, created, written.service_principal_id)
+    ]
     if secret is not None:
         steps.append(
             ensure_secret(
@@ -187,10 +190,12 @@ async def _service_principal_and_access(
     app: AppRecord,
     permissions: list[ResolvedPermission],
     created: bool,
+    sp_id: str | None,
 ) -> tuple[str, list[ConsentResult], list[DataAccessResult]]:
-    """Upsert the app's service principal, then converge its consent and its data roles side
-    by side (shared.services.consent, shared.services.data_access)."""
-    sp_id = await deps.applications.upsert_service_principal(app.app_id)
+    """Upsert the app's service principal (unless ``sp_id`` says it was), then converge its
+    consent and its data roles side by side (shared.services.consent, shared.services.data_access)."""
+    if sp_id is None:
+        sp_id = await deps.applications.upsert_service_principal(app.app_id)
     consent, data_access = await gather_all(
         converge_consent(deps, sp_id, permissions, request.grant_admin_consent, created),
         converge_data_access(deps, request, sp_id, created),
@@ -352,36 +357,54 @@ def _desired(
     )
 
 
+@dataclass(frozen=True)
+class _Written:
+    """The application as ``_write_application`` left it."""
+
+    app: AppRecord
+    created: bool
+    existing: AppRecord | None  # as read under the lease; None: this request created it
+    federated: FederatedPlan  # for ``existing``
+    service_principal_id: str | None = None  # upserted beside an existing application's update
+
+
 async def _write_application(
     deps: Dependencies, request: RegisterRequest, prepared: Prepared, desired: DesiredApplication
-) -> tuple[AppRecord, bool, AppRecord | None, FederatedPlan]:
-    """Create the application, or converge the existing one: ``(app, created, the existing
-    one as read under the lease, the plan for its federated credentials)``.
+) -> _Written:
+    """Create the application, or converge the existing one.
 
     What ``prepare`` read may predate the lease. An application it found is read again now,
     when no other delivery can change it, and its ownership checked. One it did not find is
     created only if its uniqueName is still free (never an upsert, which would converge an
     application made meanwhile without the ownership check); if it is taken, it is read and
-    checked like any existing one."""
+    checked like any existing one. An existing application's service principal is upserted
+    beside its update (it needs the application to exist, which it does)."""
     existing, federated = prepared.existing, prepared.federated
     if existing is not None:
-        existing, federated = await _ensure_may_converge(deps, request)
+        existing, federated = await _ensure_may_converge(deps, request, seen=existing)
     if existing is None:
         assert federated is not None  # planned for no application
         app = await deps.applications.create_application(request.unique_name, desired)
         if app is not None:
-            return app, True, None, federated
+            return _Written(app, True, None, federated)
         existing, federated = await _ensure_may_converge(deps, request, dependent=True)
         if existing is None:
             raise ReplicationPending(
                 "Request_ResourceNotFound", f"application {request.unique_name} is taken but not readable yet"
             )
-    try:
-        app = await deps.applications.update_application(existing, desired)
-    except PermissionDenied:
-        raise not_managed() from None
+    updated, sp_id = await asyncio.gather(
+        deps.applications.update_application(existing, desired),
+        deps.applications.upsert_service_principal(existing.app_id),
+        return_exceptions=True,
+    )
+    if isinstance(updated, PermissionDenied):
+        raise not_managed()
+    if isinstance(updated, BaseException):
+        raise updated
     assert federated is not None  # planned for ``existing`` under the lease
-    return app, False, existing, federated
+    # A service principal that failed here is upserted again, and its failure reported, with
+    # the consent it is for (``_service_principal_and_access``).
+    return _Written(updated, False, existing, federated, None if isinstance(sp_id, BaseException) else sp_id)
 
 
 async def _read_application(
@@ -394,14 +417,28 @@ async def _read_application(
 
 
 async def _ensure_may_converge(
-    deps: Dependencies, request: RegisterRequest, dependent: bool = False
+    deps: Dependencies, request: RegisterRequest, dependent: bool = False, seen: AppRecord | None = None
 ) -> tuple[AppRecord | None, FederatedPlan]:
     """Under the lease, before the first write: an existing application of this uniqueName
     must be the service's and belong to the request's serviceManagementReference
     (shared.services.ownership), and its federated credentials must leave room for the
     request's (shared.services.federated). Returns the application (None: there is none) and
-    the plan for its federated credentials."""
-    existing = await _read_application(deps, request.unique_name, dependent)
+    the plan for its federated credentials. ``seen``: the application read before the lease,
+    whose federated credentials are read beside it (they are the same application's if its
+    object id is unchanged; otherwise they are read again)."""
+    if seen is None:
+        existing, current = await _read_application(deps, request.unique_name, dependent), None
+    else:
+        read, listed = await asyncio.gather(
+            _read_application(deps, request.unique_name, dependent),
+            deps.applications.federated_credentials(seen.object_id),  # a 404: deleted meanwhile
+            return_exceptions=True,
+        )
+        if isinstance(read, BaseException):
+            raise read
+        existing = read
+        same = existing is not None and existing.object_id == seen.object_id
+        current = listed if same and not isinstance(listed, BaseException) else None
     if existing is not None:
         ensure_owned(existing, deps.settings.service_tag, request.application.service_management_reference)
-    return existing, await plan_federated_credentials(deps, request, existing)
+    return existing, await plan_federated_credentials(deps, request, existing, current)

@@ -39,6 +39,7 @@ from shared.domain import fencing
 from shared.domain.errors import NotFound, PermanentError, PermissionDenied, ServiceError, TransientError
 
 if TYPE_CHECKING:
+    import httpx
     from kiota_abstractions.request_information import RequestInformation
     from msgraph import GraphServiceClient
     from msgraph.generated.applications_with_unique_name.applications_with_unique_name_request_builder import (
@@ -161,9 +162,9 @@ class ThrottleSignals:
             self.pacer.observe(None)
 
     @classmethod
-    def install(cls, client: GraphServiceClient, pacer: WritePacer) -> None:
-        """Feed ``pacer`` from every response of ``client``, instead of any pacer fed before."""
-        http = client.request_adapter._http_client  # type: ignore[attr-defined]  # kiota keeps it private
+    def install(cls, http: httpx.AsyncClient, pacer: WritePacer) -> None:
+        """Feed ``pacer`` from every response of the Graph client's ``http`` client, instead of
+        any pacer fed before."""
         hooks = [h for h in http.event_hooks.get("response", []) if not isinstance(h, cls)]
         http.event_hooks = {**http.event_hooks, "response": [*hooks, cls(pacer)]}
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from shared.adapters.graph.calls import ASSIGNMENTS_PERMISSION, GRANTS_PERMISSION, GraphCalls
 from shared.domain.errors import NotFound, PermanentError
 from shared.domain.records import Grant, ResourceApi, RoleAssignment
+
+if TYPE_CHECKING:
+    from kiota_abstractions.request_information import RequestInformation
 
 SP_SELECT = ["id", "appId", "displayName", "oauth2PermissionScopes", "appRoles", "servicePrincipalNames"]
 # How long a resource API's service principal and permission ids are reused without reading
@@ -143,18 +147,26 @@ class ConsentGateway:
             scope=" ".join(scopes),
         )
         grants = self.calls.client.oauth2_permission_grants
+        await self._post(
+            "grant delegated permissions", lambda: grants.to_post_request_information(body), GRANTS_PERMISSION
+        )
+
+    async def _post(self, what: str, request: Callable[[], RequestInformation], needs: str) -> None:
+        """POST one grant or app role assignment, never resent after a lost answer. A refusal
+        other than "it exists already" forgets the kept resource APIs: one may have been kept
+        too long, so the next attempt reads them again. Raises what ``GraphCalls.call`` raises."""
         try:
             await self.calls.call(
-                "grant delegated permissions",
-                lambda: self.calls.json(grants.to_post_request_information(body)),
+                what,
+                lambda: self.calls.json(request()),
                 write=True,
                 idempotent=False,
                 dependent=True,
-                needs=GRANTS_PERMISSION,
+                needs=needs,
             )
         except PermanentError as error:
-            if error.code != "Request_MultipleObjectsWithSameKeyValue":
-                self.forget_resources()  # perhaps a resource kept too long: read them again
+            if not _exists(error):
+                self.forget_resources()
             raise
 
     async def update_grant(self, grant_id: str, scopes: Sequence[str]) -> None:
@@ -214,18 +226,14 @@ class ConsentGateway:
             resource_sp_id
         ).app_role_assigned_to
         try:
-            await self.calls.call(
+            await self._post(
                 "grant application permission",
-                lambda: self.calls.json(builder.to_post_request_information(body)),
-                write=True,
-                idempotent=False,
-                dependent=True,
-                needs=ASSIGNMENTS_PERMISSION,
+                lambda: builder.to_post_request_information(body),
+                ASSIGNMENTS_PERMISSION,
             )
         except PermanentError as error:
             # A concurrent copy of the request assigned it first: the outcome we wanted.
-            if "already exists" not in error.message.lower():
-                self.forget_resources()  # perhaps a resource kept too long: read them again
+            if not _exists(error):
                 raise
 
     async def delete_role_assignment(self, client_sp_id: str, assignment_id: str) -> None:
@@ -241,3 +249,10 @@ class ConsentGateway:
             )
         except NotFound:
             pass
+
+
+def _exists(error: PermanentError) -> bool:
+    """Whether Graph refused a grant or an app role assignment because it exists already."""
+    return (
+        error.code == "Request_MultipleObjectsWithSameKeyValue" or "already exists" in error.message.lower()
+    )
