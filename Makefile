@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-heavy lint types demo bench bench-smoke schemas clean
+.PHONY: venv test pytest test-heavy lint types demo bench bench-smoke schemas clean
 
 venv: $(STAMP)
 
@@ -23,8 +23,18 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(PY) -m mypy
 
-test: lint types
-	$(PY) -m pytest
+# Parallel workers for `make test`, each with its own emulator (tests/conftest.py). The suite
+# mostly waits (retry back-offs, lease and lock expiries, Retry-After), so more workers than
+# cores pay; `make test TEST_WORKERS=0` runs it in one process. worksteal: a worker that runs
+# out takes tests queued on a busy one (the crash-point tests are long).
+TEST_WORKERS ?= 8
+
+# Lint and types run beside the suite, which mostly waits: `make test` takes the suite's time.
+test: $(STAMP)
+	@$(MAKE) --no-print-directory -j3 --output-sync=target lint types pytest
+
+pytest: $(STAMP)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-heavy: $(STAMP)
 	$(PY) -m pytest -m heavy

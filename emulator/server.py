@@ -99,6 +99,9 @@ def serve(port: int, data_dir: Path, amqp_port: int = 0) -> None:
         http="h11",
         loop="asyncio",
         timeout_keep_alive=30,
+        # A client that keeps its connection open (an SDK's pool) must not hold a stop for
+        # longer: the launcher kills the process after 10 s anyway.
+        timeout_graceful_shutdown=1,
         backlog=2048,
     )
     server = uvicorn.Server(config)

@@ -24,8 +24,11 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
     running = start(tmp_path_factory.mktemp("emulator"))
-    saved = {k: os.environ.get(k) for k in running.settings}
-    os.environ.update(running.settings)
+    # WARM_UP off: a test sees only its own requests in the emulator's log, whichever test of
+    # the session builds the clients first (tests/e2e/test_warm_up.py turns it on).
+    settings = {**running.settings, "WARM_UP": "false"}
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
     try:
         yield running
     finally:
@@ -87,6 +90,12 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None
     monkeypatch.undo()
     get_settings.cache_clear()
     testing.forget()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The reliability tests first: they are the longest (crash points, load, the model), and
+    under ``-n`` a long test started last is the run's tail; the short ones fill the gaps."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/reliability/"))
 
 
 # ---------------------------------------------------------------- the secret-leak detector

@@ -44,6 +44,10 @@ class _Namespace:
         self.client: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.receivers: dict[str, Any] = {}
+        # One receive at a time per receiver: azure-servicebus's receiver is not safe for
+        # concurrent receives (two at once can both open its link, and one tears down the
+        # other's handler). Whoever receives keeps what it got for the others, by correlation.
+        self.reading: dict[str, asyncio.Lock] = {}
         # By the request message id a reply correlates to: the first reply received, and those
         # received but not yet handed to their caller.
         self.first_reply: dict[str, dict[str, Any]] = {}
@@ -56,8 +60,9 @@ class _Namespace:
         loop = asyncio.get_running_loop()
         if self.client is None or self.loop is not loop:
             self.client = ServiceBusClient.from_connection_string(os.environ["ServiceBusConnection"])
-            self.loop, self.receivers = loop, {}
+            self.loop, self.receivers, self.reading = loop, {}, {}
         if queue not in self.receivers:
+            self.reading[queue] = asyncio.Lock()
             self.receivers[queue] = self.client.get_queue_receiver(
                 queue, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE
             )
@@ -68,9 +73,10 @@ class _Namespace:
         receiver = await self.receiver(queue)
         taken: list[Any] = []
         while len(taken) < count:
-            batch = await receiver.receive_messages(
-                max_message_count=count - len(taken), max_wait_time=REPLY_WAIT
-            )
+            async with self.reading[queue]:
+                batch = await receiver.receive_messages(
+                    max_message_count=count - len(taken), max_wait_time=REPLY_WAIT
+                )
             assert batch, f"{queue}: {count - len(taken)} messages never came"
             taken.extend(batch)
         for m in taken:
@@ -80,15 +86,26 @@ class _Namespace:
     async def reply_to(self, message_id: str, queue: str, wait: float) -> dict[str, Any] | None:
         """The next reply correlated to ``message_id`` on ``queue``, or None after ``wait``."""
         receiver = await self.receiver(queue)
-        deadline = asyncio.get_running_loop().time() + wait
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
         while True:
             pending = self.unread.get(message_id)
             if pending:
                 return pending.pop(0)
+            if message_id in self.first_reply:
+                # Another caller took the first reply meanwhile: this one is a redelivery's,
+                # which Service Bus's duplicate detection drops; wait no longer than for one.
+                deadline = min(deadline, loop.time() + DUPLICATE_WAIT)
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 return None
-            batch = await receiver.receive_messages(max_message_count=1, max_wait_time=left)
+            async with self.reading[queue]:
+                if self.unread.get(message_id):
+                    continue  # another caller received it while this one waited its turn
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    continue
+                batch = await receiver.receive_messages(max_message_count=1, max_wait_time=left)
             for m in batch:
                 outputs.append(text(m))
                 reply = json.loads(text(m))
@@ -101,7 +118,7 @@ class _Namespace:
             for receiver in self.receivers.values():
                 await receiver.close()
             await self.client.close()
-        self.client, self.receivers = None, {}
+        self.client, self.receivers, self.reading = None, {}, {}
 
 
 namespace = _Namespace()
@@ -171,7 +188,7 @@ async def register(
     results = os.environ.get("RESULTS_QUEUE", "app-registration-results")
     seen = message_id in namespace.first_reply
     reply = await namespace.reply_to(message_id, results, DUPLICATE_WAIT if seen else REPLY_WAIT)
-    if reply is None and seen:
+    if reply is None and message_id in namespace.first_reply:
         reply = dict(namespace.first_reply[message_id])
     assert reply is not None, f"no reply to {message_id}"
     return reply

@@ -269,10 +269,15 @@ class VaultSigners:
 
 def build_lease_container(settings: Settings, credential: AsyncTokenCredential) -> ContainerClient:
     """The container of per-application lease blobs in the function app's storage account."""
-    from azure.storage.blob.aio import ContainerClient
+    from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 
     kwargs: dict[str, Any] = {
-        "retry_total": 3,
+        # The SDK's default back-off (15 s, then 15 + 3**n) would let one lease call retry for
+        # about a minute: longer than the lease itself. These retries (about 1, 3 and 5 s) fit
+        # in the lease's margin (shared.services.exclusive).
+        "retry_policy": ExponentialRetry(
+            initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1
+        ),
         "connection_timeout": 10,
         "read_timeout": WRITE_TIMEOUT_SECONDS,
         **_transport(settings),

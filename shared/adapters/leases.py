@@ -12,7 +12,6 @@ acquire is retried with the same proposed lease id, which Azure treats as a rene
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import OrderedDict
 from typing import TYPE_CHECKING, TypeVar
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 KNOWN_BLOBS = 10_000
-_NOT_THERE = frozenset({"BlobNotFound", "ContainerNotFound"})
 # What Azure answers when another lease holds the blob, or when ours is gone.
 HELD_BY_ANOTHER = "LeaseAlreadyPresent"
 OURS_IS_GONE = frozenset(
@@ -91,8 +89,10 @@ class BlobLeases:
     async def acquire(self, name: str, seconds: int) -> str | None:
         """A new lease of ``seconds`` (15-60) on ``name``'s blob: its id, or None while another
         lease holds it. Creates the container and the blob on first use: a blob this process
-        has not leased before is created (If-None-Match: *) beside the acquire, not after the
-        acquire's 404, so a new application's lease costs two round trips, not three.
+        has not leased before is created (If-None-Match: *; it may exist) before the acquire,
+        not after the acquire's 404, so a new application's lease costs two round trips, not
+        three. (Sent side by side, the acquire could overtake the create, and how many
+        requests a lease takes would depend on that race.)
 
         Raises ``PermissionDenied``, ``TransientError``. Needs
         ``Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write`` (and
@@ -103,26 +103,21 @@ class BlobLeases:
         blob = self.container.get_blob_client(name)
         lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
         for _ in range(3):
-            steps = [self._take(lease, name, seconds)]
-            if name not in self._known:
-                # A blob to lease: created once, never written again (If-None-Match: *).
-                steps.append(self._create(lambda: blob.upload_blob(b"", overwrite=False)))
-            taken, *created = await asyncio.gather(*steps, return_exceptions=True)
-            missing = [r for r in (taken, *created) if isinstance(r, PermanentError) and r.code in _NOT_THERE]
-            failure = next(
-                (r for r in (taken, *created) if isinstance(r, BaseException) and r not in missing), None
-            )
-            if failure is not None:
-                raise failure
-            if any(r.code == "ContainerNotFound" for r in missing):
-                await self._create(self.container.create_container)
-            if not isinstance(taken, BaseException):
-                self._remember(name)
-                return taken
-            if created and not any(isinstance(r, BaseException) for r in created):
-                self._remember(name)  # made just now: the next acquire needs no create
-            else:
+            try:
+                if name not in self._known:
+                    # A blob to lease: created once, never written again.
+                    await self._create(lambda: blob.upload_blob(b"", overwrite=False))
+                    self._remember(name)
+                taken = await self._take(lease, name, seconds)
+            except PermanentError as error:
+                if error.code == "ContainerNotFound":
+                    await self._create(self.container.create_container)
+                elif error.code != "BlobNotFound":
+                    raise
                 self._known.pop(name, None)  # gone (deleted by hand): create it again
+                continue
+            self._remember(name)
+            return taken
         raise TransientError("StorageUnavailable", f"lease {name}: the blob could not be created")
 
     async def _take(self, lease: BlobLeaseClient, name: str, seconds: int) -> str | None:

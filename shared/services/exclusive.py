@@ -100,7 +100,7 @@ async def exclusively(
     """Within: this delivery alone acts on ``unique_name``'s application, and every write it
     sends asks the lease's fence first. Raises ``TransientError`` (``ApplicationBusy``) when
     another delivery holds it for longer than ``LEASE_WAIT``. The lease is released on the way
-    out, or by ``afterwards`` (it writes nothing more either way: the fence is closed)."""
+    out, or by ``afterwards`` (either way after the delivery's last write to the application)."""
     name = stored.lease_name(unique_name)
     give_up = time.monotonic() + deps.settings.lease_wait.total_lower_bound().total_seconds()
     poll = _FIRST_POLL

@@ -9,7 +9,6 @@ delivery a transient failure replies ``failed`` instead (shared.services.deliver
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -125,10 +124,12 @@ async def _register(
         async with exclusively(deps, request.unique_name, afterwards):
             return await register(deps, request, await reads)
     finally:
+        # Never left running, and its error (if the lease was not had) never unretrieved.
         if not reads.done():
             reads.cancel()
-        with contextlib.suppress(BaseException):
-            await reads  # settled either way: never left running, its error never unretrieved
+            await asyncio.wait([reads])
+        if not reads.cancelled():
+            reads.exception()
 
 
 def _log_rejection(delivery: Delivery, request_id: str | None, errors: list[FieldError]) -> None:

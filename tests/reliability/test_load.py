@@ -3,7 +3,8 @@ failing, lagging emulator; every request settles with a reason, and the tenant h
 one application per uniqueName and no credential without its stored value.
 
 The figures (wall time, replies by status, 429s, platform requests per registration) are
-printed and kept in pytest's cache under ``reliability/load/<n>``; nothing asserts on time.
+printed and kept in pytest's cache (when the run has one) under ``reliability/load/<n>``; nothing
+asserts on time.
 """
 
 from __future__ import annotations
@@ -126,7 +127,10 @@ async def run_load(emulator: RunningEmulator, count: int) -> dict[str, Any]:
 
 
 def report(request: pytest.FixtureRequest, figures: dict[str, Any]) -> None:
-    request.config.cache.set(f"reliability/load/{figures['messages']}", figures)
+    # pytest's cache is a plugin a run may leave out (-p no:cacheprovider, a read-only checkout).
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        cache.set(f"reliability/load/{figures['messages']}", figures)
     print(json.dumps(figures))
 
 
