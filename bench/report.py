@@ -139,6 +139,9 @@ def goals(s: dict[str, Any]) -> list[tuple[str, str, str, float, bool]]:
     if "testSuite" in s:
         t = s["testSuite"]
         add("6. `make test` wall time", t["seconds"], " s", t["goalSeconds"])
+        if t["exitCode"] != 0:  # a failing suite meets no goal, however fast
+            goal, measure, bound, ratio, _ = rows[-1]
+            rows[-1] = (f"{goal} (it failed: {t['summary']})", measure, bound, ratio, False)
     return rows
 
 
@@ -179,14 +182,14 @@ def markdown(document: dict[str, Any]) -> str:
                 f"Storage (lease) + {c['resourceManagerRequests']} Resource Manager requests; chain to the reply "
                 f"**{c['chainToReply']}** round trips (Graph's own {c['platformRoundTrips']}; the service's lower "
                 f"bound {c['lowerBoundRoundTrips']}); converging an existing one: {v['chainToReply']}; cold (a "
-                f"new process, tokens included): **{k['chainToReply']}** with {k['tokenRequests']} token requests",
+                f"new instance, tokens included): **{k['chainToReply']}** with {k['tokenRequests']} token requests",
                 f"warm ≤ {c['goalRoundTrips']}, cold ≤ {k['goalRoundTrips']}",
                 c["goalMet"] and k["goalMet"],
             )
         )
         rows.append(
             (
-                "2",
+                "1",
                 "End to end and CPU (warm)",
                 f"to the reply **{e['toReplyMs']} ms** of {e['allowedMs']} ms allowed (1.15 × chain × latency + "
                 f"CPU; ratio {e['ratio']}); service CPU **{e['cpuMs']} ms** per registration",
@@ -258,7 +261,7 @@ def markdown(document: dict[str, Any]) -> str:
                 f"import **{lazy['importSeconds']} ms** vs eager {eager['importSeconds']} ms "
                 f"({100 * k['importRatio']:.0f}%); import + first registration **{lazy['toFirstReplySeconds']} ms** "
                 f"vs {eager['toFirstReplySeconds']} ms",
-                "import < 50% of eager; first registration not slower",
+                f"import ≤ {100 * k.get('goalRatio', 0.4):.0f}% of eager",
                 k["goalMet"],
             )
         )
