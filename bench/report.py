@@ -282,6 +282,37 @@ def markdown(document: dict[str, Any]) -> str:
     return out
 
 
+SCAN_COLUMNS = (
+    "Messages",
+    "Graph requests",
+    "listing pages",
+    "Key Vault requests",
+    "Wall s",
+    "Peak traced MB",
+    "Peak RSS growth MB",
+)
+
+
+def _scan(x: dict[str, Any]) -> tuple[object, ...]:
+    """One sweep's cells, in ``SCAN_COLUMNS``' order."""
+    return (
+        x["messagesSent"],
+        x["graphRequests"],
+        x["listingRequests"],
+        x["keyVaultRequests"],
+        x["seconds"],
+        x["peakTracedMB"],
+        x["peakRssGrowthMB"],
+    )
+
+
+def _table(columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+    """A markdown table, after a blank line."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n" + "\n".join(lines) + "\n"
+
+
 def _details(s: dict[str, Any]) -> str:
     out = "\n## Details\n"
     if "criticalPath" in s:
@@ -294,21 +325,15 @@ def _details(s: dict[str, Any]) -> str:
         out += "".join(f"{i}. `{step}`\n" for i, step in enumerate(v["chainRequests"], 1))
         k = c["cold"]
         out += (
-            f"\nThe first registration of a process (cold): {k['toReplyMs']} ms to the reply, {k['cpuMs']} ms "
+            f"\nThe first registration of a new instance (cold): {k['toReplyMs']} ms to the reply, {k['cpuMs']} ms "
             f"of CPU, {k['tokenRequests']} token requests, a chain of {k['chainToReply']} with them.\n"
         )
     if "rotationSweep" in s:
         r = s["rotationSweep"]
-        out += (
-            "\n| Tenant | Owned apps | Managed | Messages | Graph requests | listing pages | Key Vault "
-            "requests | Wall s | Peak traced MB | Peak RSS growth MB |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        out += _table(
+            ("Tenant", "Owned apps", "Managed", *SCAN_COLUMNS),
+            [(f"{x['tenant']:,}", f"{x['owned']:,}", f"{r['managed']:,}", *_scan(x)) for x in r["scans"]],
         )
-        for x in r["scans"]:
-            out += (
-                f"| {x['tenant']:,} | {x['owned']:,} | {r['managed']:,} | {x['messagesSent']} | {x['graphRequests']} "
-                f"| {x['listingRequests']} | {x['keyVaultRequests']} | {x['seconds']} | {x['peakTracedMB']} "
-                f"| {x['peakRssGrowthMB']} |\n"
-            )
         rot = r["rotations"]
         out += (
             f"\nThe last row ran after the rotations (hence no messages). Rotations: {rot['messages']} messages, "
@@ -318,15 +343,10 @@ def _details(s: dict[str, Any]) -> str:
         )
         if "managedSweep" in r:
             m = r["managedSweep"]
-            out += (
-                "\n| Managed (each with a stored secret) | Messages | Graph requests | listing pages | Key Vault "
-                "requests | Wall s | Peak traced MB | Peak RSS growth MB |\n|---|---|---|---|---|---|---|---|\n"
+            out += _table(
+                ("Managed (each with a stored secret)", *SCAN_COLUMNS),
+                [(f"{x['managed']:,}", *_scan(x)) for x in m["scans"]],
             )
-            for x in m["scans"]:
-                out += (
-                    f"| {x['managed']:,} | {x['messagesSent']} | {x['graphRequests']} | {x['listingRequests']} "
-                    f"| {x['keyVaultRequests']} | {x['seconds']} | {x['peakTracedMB']} | {x['peakRssGrowthMB']} |\n"
-                )
             out += (
                 f"\nGoal 3: {m['scans'][-1]['seconds']} s at {m['scans'][-1]['managed']:,} managed (goal ≤ "
                 f"{m['goalSeconds']:g} s), peak ratio {m['peakRatio']} (goal ≤ {m['goalMemoryRatio']}): "
