@@ -10,7 +10,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("msgraph", "msgraph_core", "kiota_abstractions", "azure.identity", "azure.keyvault", "pydantic", "shared")
+HEAVY = (
+    "msgraph",
+    "msgraph_core",
+    "kiota_abstractions",
+    "azure.identity",
+    "azure.keyvault",
+    "pydantic",
+    "shared",
+)
 
 
 def test_importing_the_function_app_leaves_the_platform_sdks_out() -> None:

@@ -33,10 +33,6 @@ class Applications(Protocol):
     """Applications, their service principals, client secrets and federated identity
     credentials (Microsoft Graph)."""
 
-    async def upsert_application(
-        self, unique_name: str, desired: DesiredApplication
-    ) -> tuple[AppRecord, bool]: ...
-
     async def create_application(self, unique_name: str, desired: DesiredApplication) -> AppRecord | None: ...
 
     async def update_application(self, existing: AppRecord, desired: DesiredApplication) -> AppRecord: ...

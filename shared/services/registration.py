@@ -65,12 +65,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Prepared:
     """What a registration reads before it writes: each API's permission ids, and the
-    application of its uniqueName as it was then, with the plan for its federated credentials
-    when there was none (``prepare``)."""
+    application of its uniqueName as it was then (``prepare``)."""
 
     permissions: list[ResolvedPermission]
     existing: AppRecord | None
-    federated: FederatedPlan | None
 
 
 def check(deps: Dependencies, request: RegisterRequest) -> None:
@@ -89,8 +87,7 @@ async def prepare(deps: Dependencies, request: RegisterRequest) -> Prepared:
     permissions, existing = await gather_all(
         _resolve(deps, request), _read_application(deps, request.unique_name)
     )
-    federated = None if existing is not None else await plan_federated_credentials(deps, request, None)
-    return Prepared(permissions, existing, federated)
+    return Prepared(permissions, existing)
 
 
 async def register(
@@ -379,11 +376,11 @@ async def _write_application(
     application made meanwhile without the ownership check); if it is taken, it is read and
     checked like any existing one. An existing application's service principal is upserted
     beside its update (it needs the application to exist, which it does)."""
-    existing, federated = prepared.existing, prepared.federated
+    existing = prepared.existing
     if existing is not None:
         existing, federated = await _ensure_may_converge(deps, request, seen=existing)
     if existing is None:
-        assert federated is not None  # planned for no application
+        federated = await plan_federated_credentials(deps, request, None)
         app = await deps.applications.create_application(request.unique_name, desired)
         if app is not None:
             return _Written(app, True, None, federated)
@@ -401,7 +398,6 @@ async def _write_application(
         raise not_managed()
     if isinstance(updated, BaseException):
         raise updated
-    assert federated is not None  # planned for ``existing`` under the lease
     # A service principal that failed here is upserted again, and its failure reported, with
     # the consent it is for (``_service_principal_and_access``).
     return _Written(updated, False, existing, federated, None if isinstance(sp_id, BaseException) else sp_id)

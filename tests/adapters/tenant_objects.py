@@ -7,7 +7,8 @@ import dataclasses
 from typing import Any
 
 from emulator.launcher import RunningEmulator
-from shared.domain.records import DesiredApplication
+from shared.adapters.graph.applications import ApplicationsGateway
+from shared.domain.records import AppRecord, DesiredApplication
 
 OWNER = "CHG-OWNER-0001"
 TAGS = ("managed-by:adapter-tests", "request:ADAPTER-1")
@@ -27,6 +28,15 @@ def desired(display_name: str = "Adapter test", **changes: Any) -> DesiredApplic
         service_management_reference=OWNER,
     )
     return dataclasses.replace(base, **changes)
+
+
+async def new_app(
+    applications: ApplicationsGateway, unique_name: str, display_name: str = "Adapter test"
+) -> AppRecord:
+    """A new application the service created (and so owns)."""
+    app = await applications.create_application(unique_name, desired(display_name))
+    assert app is not None, f"{unique_name} is taken"
+    return app
 
 
 def apps_named(emulator: RunningEmulator, unique_name: str) -> list[dict[str, Any]]:

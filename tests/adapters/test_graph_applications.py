@@ -13,7 +13,7 @@ from shared.adapters.graph.applications import ApplicationsGateway
 from shared.domain.errors import NotFound, PermissionDenied, ReplicationPending, TransientError
 from shared.domain.secret_value import SecretValue
 from shared.services.dependencies import Dependencies
-from tests.adapters.tenant_objects import OWNER, TAGS, admin_app, apps_named, desired, faults_seen
+from tests.adapters.tenant_objects import OWNER, TAGS, admin_app, apps_named, desired, faults_seen, new_app
 
 START = dt.datetime(2026, 1, 15, 9, 30, tzinfo=dt.UTC)
 END = dt.datetime(2026, 7, 15, 9, 30, tzinfo=dt.UTC)
@@ -22,19 +22,24 @@ END = dt.datetime(2026, 7, 15, 9, 30, tzinfo=dt.UTC)
 # ---------------------------------------------------------------- applications
 
 
-async def test_upsert_creates_then_updates_the_same_application(
+async def test_create_only_while_the_name_is_free_then_update_by_id(
     emulator: RunningEmulator, applications: ApplicationsGateway
 ) -> None:
-    app, created = await applications.upsert_application("adapter-upsert", desired("First"))
-    assert created is True
+    app = await applications.create_application("adapter-upsert", desired("First"))
+    assert app is not None
     assert app.unique_name == "adapter-upsert" and app.display_name == "First"
     assert app.tags == TAGS and app.passwords == ()
     assert app.service_management_reference == OWNER
 
-    again, created_again = await applications.upsert_application("adapter-upsert", desired("Second"))
-    assert created_again is False
+    # Taken now: a second create changes nothing.
+    assert await applications.create_application("adapter-upsert", desired("Second")) is None
+    [stored] = apps_named(emulator, "adapter-upsert")
+    assert stored["displayName"] == "First"
+
+    again = await applications.update_application(app, desired("Second"))
     assert (again.object_id, again.app_id) == (app.object_id, app.app_id)
     assert again.display_name == "Second"
+    assert again == await applications.get_application_by_unique_name("adapter-upsert")
     [stored] = apps_named(emulator, "adapter-upsert")
     assert stored["displayName"] == "Second"
     assert stored["web"]["redirectUris"] == ["https://app.contoso.com/signin"]
@@ -42,12 +47,12 @@ async def test_upsert_creates_then_updates_the_same_application(
 
 async def test_get_application_by_unique_name(applications: ApplicationsGateway) -> None:
     assert await applications.get_application_by_unique_name("adapter-missing") is None
-    app, _ = await applications.upsert_application("adapter-by-name", desired())
+    app = await new_app(applications, "adapter-by-name")
     assert await applications.get_application_by_unique_name("adapter-by-name") == app
 
 
 async def test_get_application_by_object_id(applications: ApplicationsGateway) -> None:
-    app, _ = await applications.upsert_application("adapter-by-id", desired())
+    app = await new_app(applications, "adapter-by-id")
     assert await applications.get_application(app.object_id) == app
     with pytest.raises(NotFound):
         await applications.get_application(str(uuid.uuid4()), dependent=False)
@@ -65,7 +70,7 @@ async def test_a_missing_application_right_after_a_create_is_replication_pending
 async def test_delete_application_then_again(
     emulator: RunningEmulator, applications: ApplicationsGateway
 ) -> None:
-    app, _ = await applications.upsert_application("adapter-delete", desired())
+    app = await new_app(applications, "adapter-delete")
     assert await applications.delete_application(app.object_id) is True
     assert await applications.delete_application(app.object_id) is False
     assert await applications.get_application_by_unique_name("adapter-delete") is None
@@ -75,7 +80,7 @@ async def test_delete_application_then_again(
 async def test_a_delete_whose_response_was_lost_still_reports_the_deletion(
     emulator: RunningEmulator, applications: ApplicationsGateway
 ) -> None:
-    app, _ = await applications.upsert_application("adapter-lost-delete", desired())
+    app = await new_app(applications, "adapter-lost-delete")
     emulator.admin.faults(
         [{"kind": "lost-response", "service": "graph", "method": "DELETE", "path": app.object_id, "nth": 1}]
     )
@@ -88,7 +93,7 @@ async def test_owned_applications_pages_through_every_application_the_service_ow
 ) -> None:
     names = {f"adapter-owned-{n}" for n in range(5)}
     for name in sorted(names):
-        await applications.upsert_application(name, desired(name))
+        await new_app(applications, name, name)
     owner = await applications.service_principal_id_of(deps.settings.azure_client_id or "")
     listed = [app.unique_name async for app in applications.owned_applications(owner, page_size=2)]
     assert names <= set(listed)
@@ -99,7 +104,7 @@ async def test_owned_applications_pages_through_every_application_the_service_ow
 
 
 async def test_service_principal_upsert_lookup_and_delete(applications: ApplicationsGateway) -> None:
-    app, _ = await applications.upsert_application("adapter-sp", desired())
+    app = await new_app(applications, "adapter-sp")
     sp_id = await applications.upsert_service_principal(app.app_id)
     assert await applications.upsert_service_principal(app.app_id) == sp_id
     assert await applications.service_principal_id_of(app.app_id) == sp_id
@@ -120,7 +125,7 @@ async def test_service_principal_of_an_unknown_app_id_is_not_found(applications:
 async def test_add_password_returns_the_value_once_masked(
     emulator: RunningEmulator, applications: ApplicationsGateway
 ) -> None:
-    app, _ = await applications.upsert_application("adapter-password", desired())
+    app = await new_app(applications, "adapter-password")
     new = await applications.add_password(app.object_id, "job [managed:ADAPTER-1]", START, END)
 
     assert isinstance(new.secret, SecretValue)
@@ -138,7 +143,7 @@ async def test_add_password_returns_the_value_once_masked(
 
 
 async def test_remove_password_then_again(applications: ApplicationsGateway) -> None:
-    app, _ = await applications.upsert_application("adapter-remove", desired())
+    app = await new_app(applications, "adapter-remove")
     new = await applications.add_password(app.object_id, "job", START, END)
     assert await applications.remove_password(app.object_id, new.info.key_id) is True
     assert await applications.remove_password(app.object_id, new.info.key_id) is False
@@ -146,7 +151,7 @@ async def test_remove_password_then_again(applications: ApplicationsGateway) -> 
 
 
 async def test_remove_password_of_an_unknown_key_id_or_application(applications: ApplicationsGateway) -> None:
-    app, _ = await applications.upsert_application("adapter-unknown-key", desired())
+    app = await new_app(applications, "adapter-unknown-key")
     assert await applications.remove_password(app.object_id, str(uuid.uuid4())) is False
     assert await applications.remove_password(str(uuid.uuid4()), str(uuid.uuid4())) is False
 
@@ -154,7 +159,7 @@ async def test_remove_password_of_an_unknown_key_id_or_application(applications:
 async def test_add_password_is_not_retried_on_a_lost_response(
     emulator: RunningEmulator, applications: ApplicationsGateway
 ) -> None:
-    app, _ = await applications.upsert_application("adapter-lost-password", desired())
+    app = await new_app(applications, "adapter-lost-password")
     emulator.admin.faults([{"kind": "lost-response", "service": "graph", "path": "/addPassword$", "nth": 1}])
     with pytest.raises(TransientError) as lost:
         await applications.add_password(app.object_id, "lost", START, END)
@@ -166,7 +171,7 @@ async def test_add_password_is_not_retried_on_a_lost_response(
 async def test_add_password_is_retried_on_an_explicit_503(
     emulator: RunningEmulator, applications: ApplicationsGateway
 ) -> None:
-    app, _ = await applications.upsert_application("adapter-503-password", desired())
+    app = await new_app(applications, "adapter-503-password")
     emulator.admin.faults(
         [{"kind": "status", "service": "graph", "status": 503, "path": "/addPassword$", "times": 1}]
     )
@@ -183,7 +188,7 @@ async def test_add_password_is_retried_on_an_explicit_503(
 async def test_a_503_on_a_read_is_retried(
     emulator: RunningEmulator, applications: ApplicationsGateway
 ) -> None:
-    app, _ = await applications.upsert_application("adapter-503-read", desired())
+    app = await new_app(applications, "adapter-503-read")
     emulator.admin.faults(
         [
             {
@@ -223,17 +228,17 @@ async def test_a_429_on_a_write_is_retried_after_retry_after(
                 "kind": "status",
                 "service": "graph",
                 "status": 429,
-                "method": "PATCH",
-                "path": "uniqueName",
+                "method": "POST",
+                "path": r"^/v1\.0/applications$",
                 "retryAfter": 0.2,
                 "times": 1,
             }
         ]
     )
     emulator.admin.clear_requests()
-    app, created = await applications.upsert_application("adapter-throttled", desired())
-    assert created is True and app.unique_name == "adapter-throttled"
-    assert faults_seen(emulator, "graph", "PATCH", "uniqueName") == ["status:429", None]
+    app = await applications.create_application("adapter-throttled", desired())
+    assert app is not None and app.unique_name == "adapter-throttled"
+    assert faults_seen(emulator, "graph", "POST", "/v1.0/applications") == ["status:429", None]
     assert len(apps_named(emulator, "adapter-throttled")) == 1
 
 
@@ -244,8 +249,11 @@ async def test_an_application_the_service_does_not_own_is_permission_denied(
     with pytest.raises(PermissionDenied) as denied:
         await applications.delete_application(theirs["id"])
     assert "Application.ReadWrite.OwnedBy" in denied.value.message
+    assert await applications.create_application("adapter-not-ours", desired("Taken over")) is None
+    read = await applications.get_application_by_unique_name("adapter-not-ours")
+    assert read is not None
     with pytest.raises(PermissionDenied):
-        await applications.upsert_application("adapter-not-ours", desired("Taken over"))
+        await applications.update_application(read, desired("Taken over"))
     with pytest.raises(PermissionDenied):
         await applications.add_password(theirs["id"], "not ours", START, END)
     [unchanged] = apps_named(emulator, "adapter-not-ours")

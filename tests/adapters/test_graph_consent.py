@@ -12,7 +12,7 @@ from shared.adapters.graph.applications import ApplicationsGateway
 from shared.adapters.graph.consent import ConsentGateway
 from shared.domain.errors import NotFound, PermanentError
 from shared.domain.records import Grant
-from tests.adapters.tenant_objects import desired, faults_seen
+from tests.adapters.tenant_objects import faults_seen, new_app
 
 HEALTHCARE_APIS_APP_ID = "4f6778d8-5aef-43dc-a1ff-b073724b9495"
 DICOM_RESOURCE = "https://dicom.healthcareapis.azure.com"
@@ -21,7 +21,7 @@ GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
 async def client_sp(applications: ApplicationsGateway, unique_name: str) -> str:
     """A new application's service principal: the client consent is granted to."""
-    app, _ = await applications.upsert_application(unique_name, desired())
+    app = await new_app(applications, unique_name)
     return await applications.upsert_service_principal(app.app_id)
 
 

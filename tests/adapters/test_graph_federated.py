@@ -11,7 +11,7 @@ from emulator.launcher import RunningEmulator
 from shared.adapters.graph.applications import ApplicationsGateway
 from shared.domain.errors import NotFound, PermanentError
 from shared.domain.federated import AUDIENCE, FederatedCredential
-from tests.adapters.tenant_objects import desired
+from tests.adapters.tenant_objects import new_app
 
 ISSUER = "https://token.actions.githubusercontent.com"
 
@@ -23,7 +23,7 @@ def credential(name: str, subject: str, description: str | None = "[managed]") -
 async def test_create_list_update_delete(
     emulator: RunningEmulator, applications: ApplicationsGateway
 ) -> None:
-    app, _ = await applications.upsert_application("adapter-fic", desired())
+    app = await new_app(applications, "adapter-fic")
     assert await applications.federated_credentials(app.object_id) == []
 
     made = await applications.create_federated_credential(app.object_id, credential("deploy-main", "main"))
@@ -48,7 +48,7 @@ async def test_create_list_update_delete(
 async def test_a_second_create_of_a_name_returns_the_credential_graph_holds(
     applications: ApplicationsGateway,
 ) -> None:
-    app, _ = await applications.upsert_application("adapter-fic-twice", desired())
+    app = await new_app(applications, "adapter-fic-twice")
     first = await applications.create_federated_credential(app.object_id, credential("deploy-main", "main"))
     again = await applications.create_federated_credential(app.object_id, credential("Deploy-Main", "other"))
     assert again == first  # as Graph holds it: the caller compares and updates
@@ -56,7 +56,7 @@ async def test_a_second_create_of_a_name_returns_the_credential_graph_holds(
 
 
 async def test_another_credentials_issuer_and_subject_is_refused(applications: ApplicationsGateway) -> None:
-    app, _ = await applications.upsert_application("adapter-fic-pair", desired())
+    app = await new_app(applications, "adapter-fic-pair")
     await applications.create_federated_credential(app.object_id, credential("first", "main"))
     with pytest.raises(PermanentError) as refused:
         await applications.create_federated_credential(app.object_id, credential("second", "main"))
@@ -64,7 +64,7 @@ async def test_another_credentials_issuer_and_subject_is_refused(applications: A
 
 
 async def test_an_update_of_a_missing_credential_is_not_found(applications: ApplicationsGateway) -> None:
-    app, _ = await applications.upsert_application("adapter-fic-gone", desired())
+    app = await new_app(applications, "adapter-fic-gone")
     with pytest.raises(NotFound):
         await applications.update_federated_credential(
             app.object_id, replace(credential("gone", "main"), id="00000000-0000-0000-0000-000000000001")

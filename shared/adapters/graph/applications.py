@@ -89,37 +89,6 @@ class ApplicationsGateway(FederatedCredentialsGateway):
             ],
         )
 
-    async def upsert_application(
-        self, unique_name: str, desired: DesiredApplication
-    ) -> tuple[AppRecord, bool]:
-        """Create or update the application whose uniqueName is ``unique_name``.
-
-        Graph's upsert (``PATCH /applications(uniqueName=...)`` with ``Prefer: create-if-missing``):
-        201 with the object when it created it, 204 when it updated it (then the object is read).
-
-        Returns ``(app, created)``. Raises ``PermissionDenied`` when the app exists and the
-        service does not own it, ``ReplicationPending`` when the updated app is not readable
-        yet, ``TransientError`` on throttling or outages. Needs ``Application.ReadWrite.OwnedBy``.
-        """
-        from kiota_abstractions.base_request_configuration import RequestConfiguration
-
-        config: RequestConfiguration[Any] = RequestConfiguration()
-        config.headers.add("Prefer", "create-if-missing")
-        body = self._application_body(desired)
-        builder = self.calls.app_by_unique_name(unique_name)
-        created = await self.calls.upsert(
-            f"upsert application {unique_name}", lambda: builder.patch(body, config)
-        )
-        if created is not None:
-            return _app_record(created), True
-        # 204: updated; Graph returns no body, so read what the dependent steps need.
-        app = await self.get_application_by_unique_name(unique_name, dependent=True)
-        if app is None:
-            raise ReplicationPending(
-                "Request_ResourceNotFound", f"application {unique_name} not readable yet"
-            )
-        return app, False
-
     async def create_application(self, unique_name: str, desired: DesiredApplication) -> AppRecord | None:
         """Create the application ``unique_name``, only if no application has that uniqueName:
         ``POST /applications`` with it, which Graph refuses for a taken one
@@ -130,11 +99,11 @@ class ApplicationsGateway(FederatedCredentialsGateway):
         """
         body = self._application_body(desired)
         body.unique_name = unique_name
-        request = self.calls.client.applications.to_post_request_information(body)
+        applications = self.calls.client.applications
         try:
             created = await self.calls.call(
                 f"create application {unique_name}",
-                lambda: self.calls.json(request),
+                lambda: self.calls.json(applications.to_post_request_information(body)),
                 write=True,
                 idempotent=False,
             )
@@ -146,16 +115,7 @@ class ApplicationsGateway(FederatedCredentialsGateway):
             raise TransientError(
                 "Request_Empty", f"create application {unique_name}: Graph answered no object"
             )
-        # A new application: no credentials yet, and what it was created with.
-        return AppRecord(
-            object_id=str(created["id"]),
-            app_id=str(created["appId"]),
-            unique_name=created.get("uniqueName"),
-            display_name=str(created.get("displayName") or ""),
-            tags=tuple(created.get("tags") or ()),
-            passwords=(),
-            service_management_reference=created.get("serviceManagementReference"),
-        )
+        return _app_record_from_json(created)
 
     async def update_application(self, existing: AppRecord, desired: DesiredApplication) -> AppRecord:
         """Set ``existing``'s properties to ``desired`` (``PATCH /applications/{id}``), read
