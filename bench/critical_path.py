@@ -33,15 +33,14 @@ from bench.common import (
 
 # What must happen before what for a new application, whatever the code does
 # (platform-facts.md and the service's own rules): the lease is held before the first write
-# (a new application's lease blob is created first); the application is read (is its
+# (its blob is one of a fixed set, made once for the storage account); the application is read (is its
 # uniqueName taken, and by whom: docs/security.md) before it is created, and the read needs no
 # lease; the application exists before its service principal and its password; the service
 # principal before consent and its data role; the secret's value before the vault write.
 # Warm, the permission ids are known (kept per process). Steps with no path between them can
 # run concurrently. The lease is given back after the reply.
 DEPENDENCIES: dict[str, tuple[str, ...]] = {
-    "create the lease blob (a new application)": (),
-    "take the application's lease": ("create the lease blob (a new application)",),
+    "take the application's lease": (),
     "read the application (ownership)": (),
     "create the application": ("take the application's lease", "read the application (ownership)"),
     "create its service principal": ("create the application",),
@@ -165,6 +164,9 @@ async def run(ctx: Context) -> dict[str, Any]:
         # Cold: a new instance of a deployed service (its storage container exists): its first
         # registration acquires the tokens, takes Key Vault's challenge and opens the reply link.
         await _register(ctx, service_client_body("bench-deployed", "BENCH-DEPLOYED"), mark)
+        from shared import testing
+
+        await testing.warmed()  # the deployed service's first instance made the lease blobs
         await _new_instance()
         cold = await _register(ctx, service_client_body("bench-cold", "BENCH-COLD"), mark)
         warm = [

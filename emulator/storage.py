@@ -19,6 +19,10 @@ emulator clock so that a test can let a lease expire:
   one, the shorter of the two. Nobody can renew or acquire under the old id until it is
   broken, and anyone can acquire once it is.
 - ``change``: 200, the active lease gets ``x-ms-proposed-lease-id``.
+- *List Blobs* (``restype=container&comp=list``, ``prefix``, ``maxresults`` 1-5000, default
+  and cap 5000, ``marker``): the blobs in name order, as Storage's ``EnumerationResults`` XML
+  with each blob's properties (lease status and state among them) and an opaque
+  ``NextMarker`` while more remain; ``maxresults`` ≤ 0 answers 400.
 - writing a leased blob without its lease id: 412 ``LeaseIdMissing``; with another id: 412
   ``LeaseIdMismatchWithBlobOperation``; ``If-None-Match: *`` on an existing blob: 409
   ``BlobAlreadyExists``.
@@ -102,6 +106,7 @@ class Blob:
     content: bytes = b""
     etag: str = ""
     modified: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     lease: Lease = field(default_factory=Lease)
 
 
@@ -144,7 +149,7 @@ class Storage:
             raise storage_error(
                 412, "LeaseNotPresentWithBlobOperation", "There is currently no lease on the blob."
             )
-        blob = existing or Blob()
+        blob = existing or Blob(created=self.clock.now())
         blob.content = content
         blob.modified = self.clock.now()
         blob.etag = f'"0x{uuid.uuid4().hex[:15].upper()}"'
@@ -261,6 +266,19 @@ class Storage:
 
     # -- the control plane's view -------------------------------------------------------------
 
+    def list_blobs(
+        self, container: str, prefix: str, marker: str | None, limit: int
+    ) -> tuple[list[tuple[str, Blob]], str | None]:
+        """A page of ``container``'s blobs whose names start with ``prefix``, in name order,
+        from ``marker`` (the name to start at) on; and the next page's marker, if any."""
+        blobs = self._container(container)
+        now = self.clock.now()
+        names = sorted(n for n in blobs if n.startswith(prefix) and (marker is None or n >= marker))
+        page = [(n, blobs[n]) for n in names[:limit]]
+        for _, blob in page:
+            blob.lease.settle(now)
+        return page, names[limit] if len(names) > limit else None
+
     def leases(self) -> dict[str, dict[str, str | None]]:
         """Every blob's lease state, for tests: {"container/blob": {"state", "until"}}."""
         now = self.clock.now()
@@ -274,6 +292,56 @@ class Storage:
 
 
 Handler = Callable[[Request, Storage], Awaitable[Response]]
+MAX_LIST_RESULTS = 5000
+
+
+def _enumeration(
+    endpoint: str,
+    container: str,
+    prefix: str,
+    marker: str | None,
+    maxresults: str | None,
+    page: list[tuple[str, Blob]],
+    following: str | None,
+) -> bytes:
+    """List Blobs' ``EnumerationResults`` document."""
+    from xml.etree import ElementTree as ET
+
+    def when(at: dt.datetime) -> str:
+        return format_datetime(at, usegmt=True)
+
+    root = ET.Element("EnumerationResults", ServiceEndpoint=endpoint, ContainerName=container)
+    if prefix:
+        ET.SubElement(root, "Prefix").text = prefix
+    if marker:
+        ET.SubElement(root, "Marker").text = marker
+    if maxresults:
+        ET.SubElement(root, "MaxResults").text = maxresults
+    blobs = ET.SubElement(root, "Blobs")
+    for name, blob in page:
+        item = ET.SubElement(blobs, "Blob")
+        ET.SubElement(item, "Name").text = name
+        props = ET.SubElement(item, "Properties")
+        lease = blob.lease
+        for tag, text in (
+            ("Creation-Time", when(blob.created)),
+            ("Last-Modified", when(blob.modified)),
+            ("Etag", blob.etag.strip('"')),
+            ("Content-Length", str(len(blob.content))),
+            ("Content-Type", "application/octet-stream"),
+            ("BlobType", "BlockBlob"),
+            ("LeaseStatus", "locked" if lease.active else "unlocked"),
+            ("LeaseState", lease.state),
+            ("ServerEncrypted", "true"),
+        ):
+            ET.SubElement(props, tag).text = text
+        if lease.active:
+            ET.SubElement(props, "LeaseDuration").text = "infinite" if lease.seconds == -1 else "fixed"
+    next_marker = None if following is None else base64.urlsafe_b64encode(following.encode()).decode()
+    ET.SubElement(root, "NextMarker").text = next_marker
+    return b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(
+        root, encoding="utf-8", xml_declaration=False
+    )
 
 
 def routes(identity: IdentityPlatform, current: Callable[[], Storage]) -> list[BaseRoute]:
@@ -316,6 +384,52 @@ def routes(identity: IdentityPlatform, current: Callable[[], Storage]) -> list[B
             )
         storage.create_container(request.path_params["container"])
         return answer(request, 201, {"ETag": f'"0x{uuid.uuid4().hex[:15].upper()}"'})
+
+    async def listing(request: Request, storage: Storage) -> Response:
+        query = request.query_params
+        if query.get("restype") != "container" or query.get("comp") != "list":
+            raise storage_error(
+                400,
+                "InvalidQueryParameterValue",
+                "Value for one of the query parameters specified in the request URI is invalid.",
+            )
+        try:
+            limit = int(query.get("maxresults", MAX_LIST_RESULTS))
+        except ValueError:
+            limit = 0
+        if limit <= 0:
+            raise storage_error(
+                400,
+                "OutOfRangeQueryParameterValue",
+                "One of the query parameters specified in the request URI is outside the permissible range.",
+            )
+        marker = query.get("marker") or None
+        start = None
+        if marker is not None:
+            try:
+                start = base64.urlsafe_b64decode(marker.encode()).decode()
+            except ValueError:
+                raise storage_error(
+                    400,
+                    "InvalidQueryParameterValue",
+                    "Value for one of the query parameters specified in the request URI is invalid.",
+                ) from None
+        container_name = request.path_params["container"]
+        prefix = query.get("prefix", "")
+        page, following = storage.list_blobs(container_name, prefix, start, min(limit, MAX_LIST_RESULTS))
+        body = _enumeration(
+            str(request.base_url), container_name, prefix, marker, query.get("maxresults"), page, following
+        )
+        return Response(
+            body,
+            status_code=200,
+            media_type="application/xml",
+            headers={
+                "x-ms-request-id": request_id_of(request),
+                "x-ms-version": API_VERSION,
+                "Date": format_datetime(dt.datetime.now(dt.UTC), usegmt=True),
+            },
+        )
 
     async def put(request: Request, storage: Storage) -> Response:
         container, name = request.path_params["container"], request.path_params["blob"]
@@ -390,6 +504,7 @@ def routes(identity: IdentityPlatform, current: Callable[[], Storage]) -> list[B
 
     return [
         Route(f"/{ACCOUNT}/{{container}}", endpoint(container), methods=["PUT"]),
+        Route(f"/{ACCOUNT}/{{container}}", endpoint(listing), methods=["GET"]),
         Route(f"/{ACCOUNT}/{{container}}/{{blob:path}}", endpoint(put), methods=["PUT"]),
         Route(f"/{ACCOUNT}/{{container}}/{{blob:path}}", endpoint(properties), methods=["HEAD"]),
     ]

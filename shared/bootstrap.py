@@ -113,6 +113,13 @@ def _warm_up(clients: PlatformClients, deps: Dependencies) -> None:
     _process.warming = asyncio.get_running_loop().create_task(warm())
 
 
+async def warmed() -> None:
+    """Wait for the warm-up under way, if any (tests and benchmarks)."""
+    if _process.warming is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(_process.warming)
+
+
 def forget_dependencies() -> None:
     """Build the dependencies again on next use, from the settings as they are then."""
     _process.dependencies = None

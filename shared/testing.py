@@ -2,7 +2,8 @@
 
 - ``use_clock``: make the service decide at another clock's time (the emulator's);
 - ``forget``: build the dependencies again on next use (after a settings change);
-- ``reset_clients``: close and forget the SDK clients too (fresh tokens, new endpoints).
+- ``reset_clients``: close and forget the SDK clients too (fresh tokens, new endpoints);
+- ``warmed``: wait for a new instance's warm-up (``WARM_UP``) to finish.
 """
 
 from __future__ import annotations
@@ -26,3 +27,8 @@ def forget() -> None:
 async def reset_clients() -> None:
     """Close the platform clients and forget everything built over them."""
     await bootstrap.close()
+
+
+async def warmed() -> None:
+    """Wait for the warm-up under way, if any."""
+    await bootstrap.warmed()

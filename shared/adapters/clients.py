@@ -336,8 +336,14 @@ async def warm_up(clients: PlatformClients, settings: Settings) -> None:
     request's own instead of inside it: the Resource Manager token, and Key Vault's challenge
     (its SDK first sends a request without a token to learn the vault's tenant and resource)
     with its token. Graph's and Storage's tokens are left to the request, whose first calls
-    need them at once. Failures are ignored: each call tries again at its first real use."""
+    need them at once. And the lease blobs, made once for the storage account (one listing
+    when they exist), so that a lease is one round trip (shared.adapters.leases). Failures are
+    ignored: each call tries again at its first real use."""
     from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+    from shared.adapters.leases import BlobLeases
+    from shared.domain import stored
+    from shared.domain.errors import ServiceError
 
     async def resource_manager() -> None:
         with contextlib.suppress(AzureError):
@@ -347,7 +353,11 @@ async def warm_up(clients: PlatformClients, settings: Settings) -> None:
         with contextlib.suppress(ResourceNotFoundError, AzureError):
             await clients.vault.get_secret(WARM_UP_SECRET)
 
-    await asyncio.gather(resource_manager(), vault())
+    async def leases() -> None:
+        with contextlib.suppress(ServiceError, AzureError):
+            await BlobLeases(clients.leases).ensure(stored.lease_names(), stored.LEASE_PREFIX)
+
+    await asyncio.gather(resource_manager(), vault(), leases())
 
 
 def build_platform_clients(settings: Settings, loop: asyncio.AbstractEventLoop) -> PlatformClients:

@@ -1,7 +1,8 @@
 """Blob leases in the function app's own storage account: the service's per-application lock.
 
-One empty blob per application (``{container}/{name}``), created on first use with the
-container. A lease is what makes a delivery the only one acting on its application
+A fixed set of empty blobs (``{container}/lease-000`` … ``lease-3ff``, an application's
+chosen by a hash of its uniqueName: shared.domain.stored.lease_name), made once for the
+storage account by a new instance's warm-up, or on first use. A lease is what makes a delivery the only one acting on its application
 (shared.services.exclusive). Every method says what it returns, what it raises and the
 storage data action it needs; the built-in role *Storage Blob Data Contributor* on the
 container grants all of them.
@@ -12,19 +13,18 @@ acquire is retried with the same proposed lease id, which Azure treats as a rene
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections import OrderedDict
 from typing import TYPE_CHECKING, TypeVar
 
 from shared.domain.errors import PermanentError, PermissionDenied, ServiceError, TransientError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
 T = TypeVar("T")
-KNOWN_BLOBS = 10_000
 # What Azure answers when another lease holds the blob, or when ours is gone.
 HELD_BY_ANOTHER = "LeaseAlreadyPresent"
 OURS_IS_GONE = frozenset(
@@ -71,9 +71,6 @@ def _mapped(what: str, error: Exception) -> ServiceError | None:
 class BlobLeases:
     def __init__(self, container: ContainerClient) -> None:
         self.container = container
-        # The blobs this process knows exist (least recently leased first), so that only a
-        # new one is created beside its first acquire.
-        self._known: OrderedDict[str, None] = OrderedDict()
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run one call; map azure-core's errors (raised after the ``except`` block, so that
@@ -88,11 +85,10 @@ class BlobLeases:
 
     async def acquire(self, name: str, seconds: int) -> str | None:
         """A new lease of ``seconds`` (15-60) on ``name``'s blob: its id, or None while another
-        lease holds it. Creates the container and the blob on first use: a blob this process
-        has not leased before is created (If-None-Match: *; it may exist) before the acquire,
-        not after the acquire's 404, so a new application's lease costs two round trips, not
-        three. (Sent side by side, the acquire could overtake the create, and how many
-        requests a lease takes would depend on that race.)
+        lease holds it. The lease blobs are fixed (shared.domain.stored.lease_names) and made
+        once for the storage account (``ensure``, by a new instance's warm-up), so the acquire
+        is sent first; a blob (or container) that is not there yet is created, and the acquire
+        sent again.
 
         Raises ``PermissionDenied``, ``TransientError``. Needs
         ``Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write`` (and
@@ -104,21 +100,44 @@ class BlobLeases:
         lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
         for _ in range(3):
             try:
-                if name not in self._known:
-                    # A blob to lease: created once, never written again.
-                    await self._create(lambda: blob.upload_blob(b"", overwrite=False))
-                    self._remember(name)
-                taken = await self._take(lease, name, seconds)
+                return await self._take(lease, name, seconds)
             except PermanentError as error:
                 if error.code == "ContainerNotFound":
                     await self._create(self.container.create_container)
                 elif error.code != "BlobNotFound":
                     raise
-                self._known.pop(name, None)  # gone (deleted by hand): create it again
-                continue
-            self._remember(name)
-            return taken
+                # A blob to lease: created once, never written again.
+                await self._create(lambda: blob.upload_blob(b"", overwrite=False))
         raise TransientError("StorageUnavailable", f"lease {name}: the blob could not be created")
+
+    async def ensure(self, names: Sequence[str], prefix: str, concurrency: int = 16) -> int:
+        """Make sure every blob of ``names`` (all starting with ``prefix``) exists: one listing,
+        then the missing ones created, ``concurrency`` at a time. Returns how many were created.
+
+        Raises ``PermissionDenied``, ``TransientError``. Needs ``.../containers/blobs/read``
+        and ``.../blobs/write`` (``.../containers/write`` once, for the container).
+        """
+
+        async def listed() -> set[str]:
+            return {b.name async for b in self.container.list_blobs(name_starts_with=prefix)}
+
+        try:
+            existing = await self._call("list the lease blobs", listed)
+        except PermanentError as error:
+            if error.code != "ContainerNotFound":
+                raise
+            await self._create(self.container.create_container)
+            existing = set()
+        missing = [n for n in names if n not in existing]
+        gate = asyncio.Semaphore(concurrency)
+
+        async def create(name: str) -> None:
+            blob = self.container.get_blob_client(name)
+            async with gate:
+                await self._create(lambda: blob.upload_blob(b"", overwrite=False))
+
+        await asyncio.gather(*(create(n) for n in missing))
+        return len(missing)
 
     async def _take(self, lease: BlobLeaseClient, name: str, seconds: int) -> str | None:
         """Acquire ``lease``: its id, or None while another lease holds the blob."""
@@ -129,12 +148,6 @@ class BlobLeases:
                 return None
             raise
         return str(lease.id)
-
-    def _remember(self, name: str) -> None:
-        self._known[name] = None
-        self._known.move_to_end(name)
-        if len(self._known) > KNOWN_BLOBS:
-            self._known.popitem(last=False)
 
     async def _create(self, call: Callable[[], Awaitable[object]]) -> None:
         """Create the container or the blob; one that exists already is what was wanted."""

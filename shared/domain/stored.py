@@ -16,6 +16,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 
@@ -159,10 +161,24 @@ def certificate_name(unique_name: str) -> str:
     return f"{CERTIFICATE_PREFIX}{unique_name}"
 
 
+LEASE_PREFIX = "lease-"
+LEASE_BLOBS = 1024
+
+
 def lease_name(unique_name: str) -> str:
-    """The blob whose lease makes one delivery at a time act on an application (uniqueName is
-    case-insensitive in Entra, so both spellings share one lease)."""
-    return f"{SECRET_PREFIX}{unique_name.lower()}"
+    """The blob whose lease makes one delivery at a time act on an application: one of
+    ``LEASE_BLOBS`` fixed blobs, chosen by a hash of the uniqueName (case-insensitive in Entra,
+    so both spellings share one lease). Fixed blobs exist before an application does, so even
+    a new application's lease is one round trip; the price is that two applications whose
+    names share a blob wait for each other (1 in ``LEASE_BLOBS``)."""
+    digest = hashlib.sha256(unique_name.lower().encode()).digest()
+    return lease_names()[int.from_bytes(digest[:4], "big") % LEASE_BLOBS]
+
+
+@functools.cache
+def lease_names() -> tuple[str, ...]:
+    """Every lease blob, in the order Storage lists them."""
+    return tuple(f"{LEASE_PREFIX}{n:03x}" for n in range(LEASE_BLOBS))
 
 
 def version_tags(

@@ -178,3 +178,44 @@ async def test_a_delivery_that_waits_too_long_for_the_lease_is_redelivered_then_
 
 def test_lease_names_are_case_insensitive_like_unique_names() -> None:
     assert lease_name("DICOM-Ingest") == lease_name("dicom-ingest")
+
+
+def test_lease_names_are_a_fixed_set_chosen_by_a_stable_hash() -> None:
+    from shared.domain.stored import LEASE_BLOBS, lease_names
+
+    names = [lease_name(f"app-{n}") for n in range(5000)]
+    assert set(names) <= set(lease_names()) and len(lease_names()) == LEASE_BLOBS
+    assert len(set(names)) > LEASE_BLOBS * 0.95  # spread over (nearly) all of them
+    assert lease_name("fhir-ingest") == "lease-2f4"  # stable across processes and releases
+
+
+def _sharing_a_lease(prefix: str) -> tuple[str, str]:
+    seen: dict[str, str] = {}
+    for n in range(10_000):
+        name = f"{prefix}-{n}"
+        other = seen.setdefault(lease_name(name), name)
+        if other != name:
+            return other, name
+    raise AssertionError("no two names share a lease blob")
+
+
+async def test_two_applications_sharing_a_lease_blob_are_registered_one_after_the_other(
+    emulator: RunningEmulator,
+) -> None:
+    from tests.e2e.test_registration import service_request
+
+    first, second = _sharing_a_lease("shared-blob")
+    emulator.admin.clear_requests()
+    replies = await asyncio.gather(
+        harness.register(service_request(first)), harness.register(service_request(second))
+    )
+
+    assert [r["status"] for r in replies] == ["succeeded", "succeeded"]
+    tenant = Tenant.read(emulator)
+    assert [tenant.app(first)["uniqueName"], tenant.app(second)["uniqueName"]] == [first, second]
+    for name, reply in zip((first, second), replies, strict=True):
+        assert await unversioned_secret_authenticates(emulator, reply, name)
+    container = "/devstoreaccount1/app-registration-leases"
+    storage = [e for e in emulator.admin.requests()["entries"] if e["path"].startswith(f"{container}/")]
+    assert {e["path"] for e in storage} == {f"{container}/{lease_name(first)}"}
+    assert any(e["status"] == 409 for e in storage)  # one waited for the other's lease

@@ -75,3 +75,24 @@ async def test_without_warm_up_the_first_request_makes_every_first_call_itself(
         401,
         200,
     ]  # the challenge on the write
+
+
+async def test_a_new_instance_makes_the_lease_blobs_once_so_that_a_lease_is_one_round_trip(
+    emulator: RunningEmulator, settings_env: Callable[..., None]
+) -> None:
+    from shared.domain import stored
+
+    settings_env(WARM_UP="true")
+    await _first_registration(emulator, service_request("warm-leases-first"))
+    await testing.warmed()
+    container = "app-registration-leases"
+    leases = emulator.admin.request("GET", "/_emulator/leases").json()
+    made = [k for k in leases if k.startswith(f"{container}/{stored.LEASE_PREFIX}")]
+    assert len(made) == stored.LEASE_BLOBS
+
+    # The next instance lists them once and creates none; its leases are one request each.
+    log = await _first_registration(emulator, service_request("warm-leases-next"))
+    await testing.warmed()
+    log += emulator.admin.requests()["entries"][len(log) :]
+    storage = [(e["method"], e["status"]) for e in log if e["service"] == "storage"]
+    assert sorted(storage) == [("GET", 200), ("PUT", 200), ("PUT", 201)]  # list; acquire; release

@@ -134,3 +134,47 @@ def test_requests_without_a_token_are_refused_as_storage_refuses_them(emulator: 
     assert response.headers["x-ms-error-code"] == "NoAuthenticationInformation"
     assert "<Code>NoAuthenticationInformation</Code>" in response.text
     assert "resource_id=https://storage.azure.com" in response.headers["www-authenticate"]
+
+
+async def test_list_blobs_pages_by_name_with_a_prefix_and_shows_lease_state(
+    emulator: RunningEmulator, blob: BlobClient
+) -> None:
+    s = emulator.settings
+    async with (
+        credential(s) as cred,
+        ContainerClient(
+            s["AzureWebJobsStorage__blobServiceUri"], "leases", cred, connection_verify=s["PLATFORM_CA_FILE"]
+        ) as container,
+    ):
+        for name in ("lease-002", "lease-000", "lease-001", "other"):
+            await container.get_blob_client(name).upload_blob(b"", overwrite=False)
+        await BlobLeaseClient(container.get_blob_client("lease-001")).acquire(lease_duration=30)
+
+        pages = container.list_blobs(name_starts_with="lease-", results_per_page=2).by_page()
+        seen = [[(b.name, b.lease.state, b.lease.status) async for b in page] async for page in pages]
+
+    assert seen == [
+        [("lease-000", "available", "unlocked"), ("lease-001", "leased", "locked")],
+        [("lease-002", "available", "unlocked")],
+    ]
+
+
+async def test_list_blobs_names_a_missing_container_and_refuses_a_page_size_of_zero(
+    emulator: RunningEmulator, blob: BlobClient
+) -> None:
+    s = emulator.settings
+    async with credential(s) as cred:
+        for container, size, expected in (("nowhere", None, "ContainerNotFound"), ("leases", 0, None)):
+            async with ContainerClient(
+                s["AzureWebJobsStorage__blobServiceUri"],
+                container,
+                cred,
+                connection_verify=s["PLATFORM_CA_FILE"],
+            ) as client:
+                with pytest.raises(HttpResponseError) as refused:
+                    _ = [b async for b in client.list_blobs(results_per_page=size)]
+                if expected is None:
+                    assert refused.value.status_code == 400
+                    assert code(refused.value) == "OutOfRangeQueryParameterValue"
+                else:
+                    assert code(refused.value) == expected
