@@ -32,21 +32,21 @@ from bench.common import (
 )
 
 # What must happen before what for a new application, whatever the code does
-# (platform-facts.md and the service's own rules): the lease is held before the first write
-# (its blob is one of a fixed set, made once for the storage account); the application is read (is its
-# uniqueName taken, and by whom: docs/security.md) before it is created, and the read needs no
-# lease; the application exists before its service principal and its password; the service
-# principal before consent and its data role; the secret's value before the vault write.
-# Warm, the permission ids are known (kept per process). Steps with no path between them can
-# run concurrently. The lease is given back after the reply.
+# (platform-facts.md and the service's own rules). The application's create is create-only
+# (``POST /applications`` with its uniqueName changes nothing when the name is taken), so it
+# needs neither the lease nor a read first; whatever follows it needs the lease (its blob is
+# one of a fixed set, made once for the storage account). The application exists before its
+# service principal and its password; the service principal before consent and its data role;
+# the secret's value before the vault write. Warm, the permission ids are known (kept per
+# process). Steps with no path between them can run concurrently. The lease is given back
+# after the reply. (An existing application is read under the lease before it is written.)
 DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "take the application's lease": (),
-    "read the application (ownership)": (),
-    "create the application": ("take the application's lease", "read the application (ownership)"),
-    "create its service principal": ("create the application",),
+    "create the application": (),
+    "create its service principal": ("create the application", "take the application's lease"),
     "consent (grant and app role assignment)": ("create its service principal",),
     "assign the data role (Resource Manager)": ("create its service principal",),
-    "addPassword": ("create the application",),
+    "addPassword": ("create the application", "take the application's lease"),
     "store the secret in Key Vault": ("addPassword",),
 }
 # Graph's own chain, which the goal counts: application, service principal, consent.

@@ -75,6 +75,10 @@ def is_service_federated(description: str | None) -> bool:
 
 REQUEST_TAG = "request:"
 REQUESTED_BY_TAG = "requested-by:"
+# The delivery that last wrote the application's properties: a new value at every write, so
+# that a delivery which created an application before its lease was held can tell whether
+# another delivery converged it meanwhile (shared.services.registration).
+DELIVERY_TAG = "delivery:"
 LIFETIME_TAG = "credential-lifetime:"
 CREDENTIAL_TYPE_TAG = "credential-type:"
 CERTIFICATE = "certificate"
@@ -86,16 +90,25 @@ def application_tags(
     requested_by: str,
     lifetime: str | None,
     credential_type: str = "secret",
+    delivery: str | None = None,
 ) -> tuple[str, ...]:
     """The tags a registration puts on its application: the service's, the last request that
     converged it and who asked; ``lifetime`` None: no credential. A certificate's application
-    also says so (``credential-type:certificate``): rotation issues a certificate again."""
+    also says so (``credential-type:certificate``): rotation issues a certificate again. And
+    ``delivery``, the delivery that writes them (``DELIVERY_TAG``)."""
     tags = [service_tag, f"{REQUEST_TAG}{request_id}", f"{REQUESTED_BY_TAG}{requested_by}"]
     if lifetime is not None:
         tags.append(f"{LIFETIME_TAG}{lifetime}")
         if credential_type != "secret":
             tags.append(f"{CREDENTIAL_TYPE_TAG}{credential_type}")
+    if delivery is not None:
+        tags.append(f"{DELIVERY_TAG}{delivery}")
     return tuple(tags)
+
+
+def delivery_tag(tags: Iterable[str]) -> str | None:
+    """The delivery that last wrote an application's properties (``DELIVERY_TAG``)."""
+    return next((t[len(DELIVERY_TAG) :] for t in tags if t.startswith(DELIVERY_TAG)), None)
 
 
 def credential_type_tag(tags: Iterable[str]) -> str | None:

@@ -48,6 +48,7 @@ class Hold:
         self.lease_id = lease_id
         self.valid_until = acquired_at + dt.timedelta(seconds=LEASE_SECONDS)
         self.lost = False
+        self.waited = False  # another delivery held the lease when this one first asked
 
     def check(self) -> None:
         if not self.lost and self.deps.now() >= self.valid_until - MARGIN:
@@ -104,11 +105,13 @@ async def exclusively(
     name = stored.lease_name(unique_name)
     give_up = time.monotonic() + deps.settings.lease_wait.total_lower_bound().total_seconds()
     poll = _FIRST_POLL
+    waited = False
     while True:
         sent = deps.now()
         lease_id = await deps.leases.acquire(name, LEASE_SECONDS)
         if lease_id is not None:
             break
+        waited = True
         if time.monotonic() + poll > give_up:
             raise TransientError(
                 "ApplicationBusy", f"another delivery is acting on {unique_name}; this one is retried later"
@@ -116,6 +119,7 @@ async def exclusively(
         await asyncio.sleep(poll)
         poll = min(_MAX_POLL, poll * 2)
     hold = Hold(deps, name, lease_id, sent)
+    hold.waited = waited
     keeper = asyncio.create_task(hold.keep())
 
     async def release() -> None:

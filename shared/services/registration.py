@@ -21,16 +21,19 @@ one service principal, one set of grants and one stored secret:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, cast
 
 from shared.domain import stored
 from shared.domain.data_access import data_access_problems
-from shared.domain.errors import PermanentError, PermissionDenied, ReplicationPending
+from shared.domain.errors import PermanentError, PermissionDenied, ReplicationPending, TransientError
 from shared.domain.federated import FederatedPlan, federated_problems
 from shared.domain.policy import (
+    RequestPolicy,
     check_policy,
     requested_certificate,
     requested_secret,
@@ -62,13 +65,22 @@ from shared.services.tasks import gather_all
 log = logging.getLogger(__name__)
 
 
+def _new_delivery() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True)
 class Prepared:
-    """What a registration reads before it writes: each API's permission ids, and the
-    application of its uniqueName as it was then (``prepare``)."""
+    """What a registration learns before its lease is held: each API's permission ids, and
+    the application of its uniqueName as it was then (``prepare``); or the application it
+    created then (``create_early``)."""
 
     permissions: list[ResolvedPermission]
     existing: AppRecord | None
+    early: AppRecord | None = None  # created by this delivery before its lease was held
+    taken: bool = False  # the early create found the uniqueName taken
+    # This delivery, as its writes tag the application (shared.domain.stored.DELIVERY_TAG).
+    delivery: str = field(default_factory=_new_delivery)
 
 
 def check(deps: Dependencies, request: RegisterRequest) -> None:
@@ -90,11 +102,38 @@ async def prepare(deps: Dependencies, request: RegisterRequest) -> Prepared:
     return Prepared(permissions, existing)
 
 
+def create_early(deps: Dependencies, request: RegisterRequest) -> Awaitable[Prepared] | None:
+    """The application created at once, beside the lease's acquire rather than after it, when
+    nothing read could reject the request: every API and permission it names is kept by this
+    process (shared.adapters.graph.consent) and allowed, this process has not seen its
+    uniqueName taken, and its credential is a secret or none (a certificate takes longer than
+    the lease anyway). None: read first (``prepare``).
+
+    The create needs no lease: ``POST /applications`` with a uniqueName changes nothing when
+    the name is taken (``taken``), so it can touch no application but the one it makes. What
+    the lease protects is what follows: ``register`` trusts the creation only once it holds
+    the lease and has confirmed that no other delivery wrote the application in between."""
+    if requested_certificate(request) is not None or deps.applications.known_to_exist(request.unique_name):
+        return None
+    permissions = _kept_permissions(deps, request)
+    if permissions is None:
+        return None
+    prepared = Prepared(permissions, None)
+    desired = _desired_of(deps, request, permissions, prepared.delivery)
+
+    async def create() -> Prepared:
+        app = await deps.applications.create_application(request.unique_name, desired)
+        return dataclasses.replace(prepared, early=app, taken=app is None)
+
+    return create()
+
+
 async def register(
-    deps: Dependencies, request: RegisterRequest, prepared: Prepared | None = None
+    deps: Dependencies, request: RegisterRequest, prepared: Prepared | None = None, *, waited: bool = False
 ) -> RegistrationReply:
     """The reply to a register request, under the application's lease. ``prepared``: what
-    ``prepare`` read, perhaps before the lease was taken (else it is read now). Raises
+    ``prepare`` read (or ``create_early`` made), perhaps before the lease was taken (else it is
+    read now); ``waited``: the lease was held by another delivery when first asked for. Raises
     ``RequestRejected`` or a ``PermanentError`` for a request that cannot succeed, a
     ``TransientError`` for one that may later."""
     settings = deps.settings
@@ -105,15 +144,8 @@ async def register(
     unique_name = request.unique_name
     secret = requested_secret(request, settings.request_policy, deps.now())
     certificate = requested_certificate(request)
-    lifetime = None if secret is None else stored.lifetime_label(secret.start, secret.end)
-    desired = _desired(
-        deps,
-        request,
-        permissions,
-        lifetime=lifetime if certificate is None else certificate.lifetime,
-        credential_type="secret" if certificate is None else stored.CERTIFICATE,
-    )
-    written = await _write_application(deps, request, prepared, desired)
+    desired = _desired_of(deps, request, permissions, prepared.delivery)
+    written = await _write_application(deps, request, prepared, desired, waited)
     app, created, existing, federated = written.app, written.created, written.existing, written.federated
     steps: list[Awaitable[Any]] = [
         _service_principal_and_access(deps, request, app, permissions, created, written.service_principal_id)
@@ -143,10 +175,18 @@ async def register(
                 certificate=certificate,
             )
         )
-    # Beside them, the federated credentials (shared.services.federated).
+    # Beside them, the federated credentials (shared.services.federated), and the check of an
+    # early creation (``_confirm``).
     federated_step = converge_federated(deps, request, app, created, federated, existing)
+    confirm_step = (
+        deps.applications.get_application(app.object_id) if written.unconfirmed else asyncio.sleep(0)
+    )
     # Every step runs to its end (as gather_all), so that what is left behind is known.
-    *results, federated_result = await asyncio.gather(*steps, federated_step, return_exceptions=True)
+    *results, federated_result, confirmation = await asyncio.gather(
+        *steps, federated_step, confirm_step, return_exceptions=True
+    )
+    if written.unconfirmed:
+        _confirm(confirmation, prepared.delivery, results[1] if len(results) > 1 else None)
     failures = [r for r in (*results, federated_result) if isinstance(r, BaseException)]
     if failures:
         await _after_failure(deps, request, app, created, results, failures, federated_result)
@@ -178,6 +218,32 @@ async def register(
         consent=consent,
         data_access=data_access,
         federated_credentials=cast(list[FederatedCredentialResult], federated_result),
+    )
+
+
+def _confirm(read: object, delivery: str, credential: object) -> None:
+    """An application this delivery created before its lease was held is its own only if no
+    other delivery wrote it before the lease was: read under the lease, its tags still name
+    this delivery (every registration's write sets them) and it holds no credential but the
+    one this delivery added (a rotation adds one without them). Otherwise nothing is undone
+    and nothing is replied: the delivery is retried, and converges it as an existing one.
+
+    Raises ``TransientError`` (``ConcurrentDelivery``)."""
+    ours = {credential.key_id} if isinstance(credential, ReplyCredential) else set()
+    if (
+        isinstance(read, AppRecord)
+        and stored.delivery_tag(read.tags) == delivery
+        and {p.key_id for p in read.passwords} <= ours
+        and not read.keys
+    ):
+        return
+    if isinstance(read, TransientError):
+        raise read
+    log.warning("registration.concurrent_delivery", extra={"objectId": getattr(read, "object_id", None)})
+    raise TransientError(
+        "ConcurrentDelivery",
+        "another delivery wrote the application this one created before its lease was held; "
+        "this one is retried, and converges it",
     )
 
 
@@ -284,6 +350,27 @@ async def _resolve(deps: Dependencies, request: RegisterRequest) -> list[Resolve
         again = await gather_all(*(deps.consent.find_resource(references[i], fresh=True) for i in stale))
         for i, resource in zip(stale, again, strict=True):
             found[i] = resource
+    return _resolved(request, found, policy)
+
+
+def _kept_permissions(deps: Dependencies, request: RegisterRequest) -> list[ResolvedPermission] | None:
+    """The request's permissions from the resource APIs this process keeps, without a request;
+    None unless every API and permission is kept, and allowed."""
+    policy = deps.settings.request_policy
+    found = [deps.consent.kept_resource(resolve_api(p.api, policy) or p.api) for p in request.api_permissions]
+    if any(_lacks(p, r) for p, r in zip(request.api_permissions, found, strict=True)):
+        return None
+    try:
+        return _resolved(request, found, policy)
+    except RequestRejected:
+        return None
+
+
+def _resolved(
+    request: RegisterRequest, found: list[ResourceApi | None], policy: RequestPolicy
+) -> list[ResolvedPermission]:
+    """Each permission with its API's ids. Raises ``RequestRejected`` naming each API or
+    permission the tenant does not have, or the policy does not allow."""
     errors: list[FieldError] = []
     for i, (permission, resource) in enumerate(zip(request.api_permissions, found, strict=True)):
         if resource is None:
@@ -329,20 +416,24 @@ def _lacks(permission: ApiPermission, resource: ResourceApi | None) -> bool:
     )
 
 
-def _desired(
-    deps: Dependencies,
-    request: RegisterRequest,
-    permissions: list[ResolvedPermission],
-    *,
-    lifetime: str | None,
-    credential_type: str,
+def _desired_of(
+    deps: Dependencies, request: RegisterRequest, permissions: list[ResolvedPermission], delivery: str
 ) -> DesiredApplication:
+    """The application's properties as ``request`` asks for them, written by ``delivery``."""
+    secret = requested_secret(request, deps.settings.request_policy, deps.now())
+    certificate = requested_certificate(request)
+    lifetime = None if secret is None else stored.lifetime_label(secret.start, secret.end)
     application = request.application
     uris = application.redirect_uris
     return DesiredApplication(
         display_name=application.display_name,
         tags=stored.application_tags(
-            deps.settings.service_tag, request.request_id, request.requested_by, lifetime, credential_type
+            deps.settings.service_tag,
+            request.request_id,
+            request.requested_by,
+            lifetime if certificate is None else certificate.lifetime,
+            "secret" if certificate is None else stored.CERTIFICATE,
+            delivery,
         ),
         notes=application.notes,
         web_redirect_uris=tuple(uris.web),
@@ -363,10 +454,15 @@ class _Written:
     existing: AppRecord | None  # as read under the lease; None: this request created it
     federated: FederatedPlan  # for ``existing``
     service_principal_id: str | None = None  # upserted beside an existing application's update
+    unconfirmed: bool = False  # created before the lease was held: ``register`` confirms it
 
 
 async def _write_application(
-    deps: Dependencies, request: RegisterRequest, prepared: Prepared, desired: DesiredApplication
+    deps: Dependencies,
+    request: RegisterRequest,
+    prepared: Prepared,
+    desired: DesiredApplication,
+    waited: bool,
 ) -> _Written:
     """Create the application, or converge the existing one.
 
@@ -375,10 +471,19 @@ async def _write_application(
     created only if its uniqueName is still free (never an upsert, which would converge an
     application made meanwhile without the ownership check); if it is taken, it is read and
     checked like any existing one. An existing application's service principal is upserted
-    beside its update (it needs the application to exist, which it does)."""
+    beside its update (it needs the application to exist, which it does).
+
+    An application ``create_early`` made is this delivery's if the lease was free at once
+    (``register`` confirms that nobody wrote it in between); if another delivery held the
+    lease meanwhile, it is read and checked like any existing one."""
+    if prepared.early is not None and not waited:
+        federated = await plan_federated_credentials(deps, request, None)
+        return _Written(prepared.early, True, None, federated, unconfirmed=True)
     existing = prepared.existing
     if existing is not None:
         existing, federated = await _ensure_may_converge(deps, request, seen=existing)
+    elif prepared.early is not None or prepared.taken:
+        existing, federated = await _ensure_may_converge(deps, request, dependent=True)
     if existing is None:
         federated = await plan_federated_credentials(deps, request, None)
         app = await deps.applications.create_application(request.unique_name, desired)

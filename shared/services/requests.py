@@ -22,7 +22,7 @@ from shared.services.decommission import decommission
 from shared.services.delivery import Delivery, problem_of, retry_unless_last
 from shared.services.dependencies import Dependencies
 from shared.services.exclusive import Afterwards, exclusively
-from shared.services.registration import check, prepare, register
+from shared.services.registration import check, create_early, prepare, register
 from shared.services.rotate_request import rotate_on_request
 from shared.settings import get_settings
 
@@ -86,7 +86,7 @@ async def answer(
         deps = dependencies()
         # One delivery at a time acts on an application (shared.services.exclusive).
         if isinstance(request, RegisterRequest):
-            reply = await _register(deps, request, afterwards)
+            reply = await _register(deps, request, afterwards, first=delivery.delivery_count <= 1)
         else:
             async with exclusively(deps, unique_name, afterwards):
                 if isinstance(request, DecommissionRequest):
@@ -113,16 +113,20 @@ async def answer(
 
 
 async def _register(
-    deps: Dependencies, request: RegisterRequest, afterwards: Afterwards | None
+    deps: Dependencies, request: RegisterRequest, afterwards: Afterwards | None, *, first: bool
 ) -> RegistrationReply:
-    """A registration: the policy checked before any I/O, the reads it decides by made while
-    the application's lease is taken (they need none: ``register`` reads again under the lease
-    what another delivery could have changed), then the writes under the lease."""
+    """A registration: the policy checked before any I/O; while the application's lease is
+    taken, the reads it decides by (they need none: ``register`` reads again under the lease
+    what another delivery could have changed), or, when this process already knows all they
+    would tell, the new application's create-only ``POST`` (``create_early``; on a first
+    delivery only: a redelivery, whose earlier attempt failed somewhere, reads first); then the
+    writes under the lease."""
     check(deps, request)
-    reads = asyncio.ensure_future(prepare(deps, request))
+    early = create_early(deps, request) if first else None
+    reads = asyncio.ensure_future(early if early is not None else prepare(deps, request))
     try:
-        async with exclusively(deps, request.unique_name, afterwards):
-            return await register(deps, request, await reads)
+        async with exclusively(deps, request.unique_name, afterwards) as hold:
+            return await register(deps, request, await reads, waited=hold.waited)
     finally:
         # Never left running, and its error (if the lease was not had) never unretrieved.
         if not reads.done():

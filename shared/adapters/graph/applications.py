@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import functools
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         GraphApplicationRequestBuilder,
     )
 
+KNOWN_NAMES = 10_000
 APP_SELECT = [
     "id",
     "appId",
@@ -48,6 +50,20 @@ class ApplicationsGateway(FederatedCredentialsGateway):
 
     def __init__(self, calls: GraphCalls) -> None:
         self.calls = calls
+        # uniqueNames this process has seen taken (most recently seen last): a registration
+        # creates early only an application it has no reason to think exists.
+        self._existing: OrderedDict[str, None] = OrderedDict()
+
+    def known_to_exist(self, unique_name: str) -> bool:
+        """Whether this process has seen an application of ``unique_name`` (lately)."""
+        return unique_name.casefold() in self._existing
+
+    def _seen(self, unique_name: str | None) -> None:
+        if unique_name:
+            self._existing[unique_name.casefold()] = None
+            self._existing.move_to_end(unique_name.casefold())
+            if len(self._existing) > KNOWN_NAMES:
+                self._existing.popitem(last=False)
 
     # -- applications ----------------------------------------------------------------------
 
@@ -109,12 +125,14 @@ class ApplicationsGateway(FederatedCredentialsGateway):
             )
         except PermanentError as error:
             if error.code == "Request_MultipleObjectsWithSameKeyValue":
+                self._seen(unique_name)
                 return None
             raise
         if created is None:
             raise TransientError(
                 "Request_Empty", f"create application {unique_name}: Graph answered no object"
             )
+        self._seen(unique_name)
         return _app_record_from_json(created)
 
     async def update_application(self, existing: AppRecord, desired: DesiredApplication) -> AppRecord:
@@ -160,8 +178,12 @@ class ApplicationsGateway(FederatedCredentialsGateway):
                 dependent=dependent,
             )
         except NotFound:
+            self._existing.pop(unique_name.casefold(), None)
             return None
-        return _app_record(app) if app else None
+        if not app:
+            return None
+        self._seen(unique_name)
+        return _app_record(app)
 
     async def get_application(self, object_id: str, dependent: bool = True) -> AppRecord:
         """The application with object id ``object_id``.

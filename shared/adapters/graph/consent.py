@@ -59,6 +59,11 @@ class ConsentGateway:
             self._resources[key] = (self._clock() + RESOURCE_TTL_SECONDS, found)
         return found
 
+    def kept_resource(self, reference: str) -> ResourceApi | None:
+        """The resource API ``find_resource`` would answer without a request, if any."""
+        kept = self._resources.get(reference.casefold())
+        return kept[1] if kept is not None and self._clock() < kept[0] else None
+
     def forget_resources(self) -> None:
         """Read every resource API again on next use."""
         self._resources.clear()
