@@ -189,6 +189,14 @@ class Settings(BaseSettings):
         "PT1H", "ROTATION_SAFETY_AGE", "Credentials younger than this are never removed as unstored."
     )
     rotation_dry_run: bool = Field(default=False, alias="ROTATION_DRY_RUN")
+    vault_audit_days: int = Field(
+        default=7,
+        ge=1,
+        alias="VAULT_AUDIT_DAYS",
+        description="Every this many days (a UTC day whose ordinal is a multiple of it) the rotation sweep "
+        "lists the whole vault and checks every application's current secret; on other days it reads only "
+        "the secrets Graph gives it reason to. 1: every day.",
+    )
     certificate_issuer: str = Field(
         default="Self",
         alias="CERTIFICATE_ISSUER",

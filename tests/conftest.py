@@ -26,7 +26,9 @@ def emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
     running = start(tmp_path_factory.mktemp("emulator"))
     # WARM_UP off: a test sees only its own requests in the emulator's log, whichever test of
     # the session builds the clients first (tests/e2e/test_warm_up.py turns it on).
-    settings = {**running.settings, "WARM_UP": "false"}
+    # VAULT_AUDIT_DAYS 1: every sweep lists the vault, whatever day a test's clock shows
+    # (tests/e2e/test_rotation_vault_audit.py runs the days between audits).
+    settings = {**running.settings, "WARM_UP": "false", "VAULT_AUDIT_DAYS": "1"}
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
     try:

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from shared.domain.credentials import Credential, join
 from shared.domain.records import AppRecord, CertificateVersion, PasswordInfo, StoredVersion
-from shared.domain.stored import credential_type_tag, origin_of
+from shared.domain.stored import CERTIFICATE, credential_type_tag, origin_of
 from shared.messages.rotation import Action
 
 MAX_CREDENTIALS = 3
@@ -283,8 +283,9 @@ def _rotation_reason(
 def triage(
     app: AppRecord, latest: StoredVersion | None, *, now: dt.datetime, policy: Policy, service_tag: str
 ) -> Plan:
-    """The scheduler's view: Graph's credentials and the vault listing's current version, no
-    version history. Every managed credential is assumed stored; the worker finds out."""
+    """The scheduler's view: Graph's credentials and the secret's current version (the vault's,
+    or between vault audits ``assumed_latest``), no version history. Every managed credential is
+    assumed stored; the worker finds out."""
     assumed = [
         StoredVersion(
             id="",
@@ -324,6 +325,43 @@ def triage(
     ]
     checks = tuple(Step("cleanup", "suspected-not-stored", p.key_id) for p in suspects)
     return Plan(before=plan.before, rotate=plan.rotate, after=(*plan.after, *checks))
+
+
+def needs_vault_read(app: AppRecord, service_tag: str) -> bool:
+    """Between vault audits (the scheduler, on a day it does not list the vault): whether triage
+    needs this application's current version read from the vault.
+
+    Not when the application holds exactly one managed credential: triage assumes the
+    unversioned secret resolves to it (``assumed_latest``), as it does after every clean
+    registration and rotation. Not for a certificate's application, nor for one that holds no
+    managed credential and expects no secret (a public client): no plan of theirs depends on it.
+    Otherwise it does: no managed credential while a secret is expected (removed by hand, or never
+    stored), or two and more (an overlap, a suspected orphan), where which one the secret holds
+    decides the plan."""
+    if credential_type_tag(app.tags) == CERTIFICATE:
+        return False
+    managed = sum(1 for p in app.passwords if origin_of(p.display_name) is not None)
+    if managed == 1:
+        return False
+    return managed > 1 or expects_secret(app, service_tag)
+
+
+def assumed_latest(app: AppRecord) -> StoredVersion | None:
+    """The current version triage assumes when it reads no vault (``needs_vault_read`` false):
+    the one managed credential's (its keyId, enabled, created at its start), else None."""
+    managed = [p for p in app.passwords if origin_of(p.display_name) is not None]
+    if len(managed) != 1:
+        return None
+    [p] = managed
+    return StoredVersion(
+        id="",
+        version=f"assumed-{p.key_id}",
+        key_id=p.key_id,
+        enabled=True,
+        expires_on=p.end,
+        created_on=p.start,
+        tags={},
+    )
 
 
 def expects_secret(app: AppRecord, service_tag: str) -> bool:
