@@ -90,7 +90,10 @@ async def _register(apps: list[tuple[str, str]]) -> None:
     from shared.services.registration import register
 
     deps = bootstrap.dependencies()
-    calls = GraphCalls(bootstrap.platform_clients().graph, WritePacer(1e9, 10**9))
+    clients = bootstrap.platform_clients()
+    calls = GraphCalls(
+        clients.graph, WritePacer(1e9, 10**9), http=clients.graph_http, credential=clients.credential
+    )
     fast = dataclasses.replace(deps, applications=ApplicationsGateway(calls), consent=ConsentGateway(calls))
 
     def job(unique_name: str, lifetime: str) -> Any:

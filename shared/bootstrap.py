@@ -78,7 +78,7 @@ def dependencies() -> Dependencies:
         # pacer slows down from what Graph reports of it (docs/reliability.md).
         pacer = WritePacer(GRAPH_WRITES_PER_SECOND, GRAPH_WRITE_BURST)
         ThrottleSignals.install(clients.graph_http, pacer)
-        calls = GraphCalls(clients.graph, pacer)
+        calls = GraphCalls(clients.graph, pacer, http=clients.graph_http, credential=clients.credential)
         _process.dependencies = Dependencies(
             settings=get_settings(),
             applications=ApplicationsGateway(calls),

@@ -51,4 +51,8 @@ async def quick_retries(deps: Dependencies) -> ApplicationsGateway:
     """An applications gateway over the same Graph client whose retries wait milliseconds, for
     the tests that exhaust them (the real policy backs off for tens of seconds)."""
     fast = RetryPolicy(base_delay=0.001, max_delay=0.01)
-    return ApplicationsGateway(GraphCalls(bootstrap.platform_clients().graph, WritePacer(100.0, 100), fast))
+    clients = bootstrap.platform_clients()
+    calls = GraphCalls(
+        clients.graph, WritePacer(100.0, 100), fast, http=clients.graph_http, credential=clients.credential
+    )
+    return ApplicationsGateway(calls)

@@ -18,14 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from shared.adapters.graph.calls import GraphCalls
 from shared.adapters.graph.federated import FederatedCredentialsGateway
-from shared.adapters.graph.keys import graph_time, key_info, key_info_from_json, utc
+from shared.adapters.graph.keys import graph_time, key_info_from_json
 from shared.domain.errors import NotFound, PermanentError, ReplicationPending, TransientError
 from shared.domain.records import AppRecord, DesiredApplication, NewPassword, PasswordInfo
 from shared.domain.secret_value import SecretValue
 
 if TYPE_CHECKING:
-    from msgraph.generated.models.application import Application
-    from msgraph.generated.models.password_credential import PasswordCredential
     from msgraph.generated.service_principals.item.owned_objects.graph_application.graph_application_request_builder import (
         GraphApplicationRequestBuilder,
     )
@@ -68,42 +66,31 @@ class ApplicationsGateway(FederatedCredentialsGateway):
     # -- applications ----------------------------------------------------------------------
 
     @staticmethod
-    def _application_body(desired: DesiredApplication) -> Application:
-        from msgraph.generated.models.application import Application
-        from msgraph.generated.models.public_client_application import PublicClientApplication
-        from msgraph.generated.models.required_resource_access import RequiredResourceAccess
-        from msgraph.generated.models.resource_access import ResourceAccess as GraphResourceAccess
-        from msgraph.generated.models.service_principal_lock_configuration import (
-            ServicePrincipalLockConfiguration,
-        )
-        from msgraph.generated.models.spa_application import SpaApplication
-        from msgraph.generated.models.web_application import WebApplication
-
-        return Application(
-            display_name=desired.display_name,
-            sign_in_audience="AzureADMyOrg",
-            service_management_reference=desired.service_management_reference,
+    def _application_json(desired: DesiredApplication) -> dict[str, Any]:
+        """The application's properties as Graph's JSON (what msgraph-sdk's ``Application``
+        model would serialize: a property left None is not sent, so a PATCH leaves it alone)."""
+        body: dict[str, Any] = {
+            "displayName": desired.display_name,
+            "signInAudience": "AzureADMyOrg",
+            "serviceManagementReference": desired.service_management_reference,
             # App instance property lock, all sensitive properties (Microsoft's recommendation).
-            service_principal_lock_configuration=ServicePrincipalLockConfiguration(
-                is_enabled=True, all_properties=True
-            ),
-            tags=list(desired.tags),
-            notes=desired.notes,
-            is_fallback_public_client=desired.is_fallback_public_client,
-            web=WebApplication(redirect_uris=list(desired.web_redirect_uris)),
-            public_client=PublicClientApplication(redirect_uris=list(desired.public_client_redirect_uris)),
-            spa=SpaApplication(redirect_uris=list(desired.spa_redirect_uris)),
-            required_resource_access=[
-                RequiredResourceAccess(
-                    resource_app_id=access.resource_app_id,
-                    resource_access=[
-                        GraphResourceAccess(id=uuid.UUID(i), type="Scope") for i in access.scope_ids
-                    ]
-                    + [GraphResourceAccess(id=uuid.UUID(i), type="Role") for i in access.role_ids],
-                )
+            "servicePrincipalLockConfiguration": {"isEnabled": True, "allProperties": True},
+            "tags": list(desired.tags),
+            "notes": desired.notes,
+            "isFallbackPublicClient": desired.is_fallback_public_client,
+            "web": {"redirectUris": list(desired.web_redirect_uris)},
+            "publicClient": {"redirectUris": list(desired.public_client_redirect_uris)},
+            "spa": {"redirectUris": list(desired.spa_redirect_uris)},
+            "requiredResourceAccess": [
+                {
+                    "resourceAppId": access.resource_app_id,
+                    "resourceAccess": [{"id": str(uuid.UUID(i)), "type": "Scope"} for i in access.scope_ids]
+                    + [{"id": str(uuid.UUID(i)), "type": "Role"} for i in access.role_ids],
+                }
                 for access in desired.required_resource_access
             ],
-        )
+        }
+        return {name: value for name, value in body.items() if value is not None}
 
     async def create_application(self, unique_name: str, desired: DesiredApplication) -> AppRecord | None:
         """Create the application ``unique_name``, only if no application has that uniqueName:
@@ -113,13 +100,12 @@ class ApplicationsGateway(FederatedCredentialsGateway):
         Returns the new application, or None when the uniqueName is taken. Raises
         ``PermissionDenied``, ``TransientError``. Needs ``Application.ReadWrite.OwnedBy``.
         """
-        body = self._application_body(desired)
-        body.unique_name = unique_name
+        body = {**self._application_json(desired), "uniqueName": unique_name}
         applications = self.calls.client.applications
         try:
             created = await self.calls.call(
                 f"create application {unique_name}",
-                lambda: self.calls.json(applications.to_post_request_information(body)),
+                lambda: self.calls.json_write("POST", applications, body),
                 write=True,
                 idempotent=False,
             )
@@ -143,10 +129,12 @@ class ApplicationsGateway(FederatedCredentialsGateway):
         Raises ``PermissionDenied`` when the service does not own it, ``NotFound`` when it is
         gone, ``TransientError``. Needs ``Application.ReadWrite.OwnedBy``.
         """
-        body = self._application_body(desired)
+        body = self._application_json(desired)
         builder = self.calls.client.applications.by_application_id(existing.object_id)
         await self.calls.call(
-            f"update application {existing.unique_name}", lambda: builder.patch(body), write=True
+            f"update application {existing.unique_name}",
+            lambda: self.calls.json_write("PATCH", builder, body),
+            write=True,
         )
         return dataclasses.replace(
             existing,
@@ -171,10 +159,11 @@ class ApplicationsGateway(FederatedCredentialsGateway):
             select=APP_SELECT
         )
         builder = self.calls.app_by_unique_name(unique_name)
+        config = RequestConfiguration(query_parameters=params)
         try:
             app = await self.calls.call(
                 f"read application {unique_name}",
-                lambda: builder.get(RequestConfiguration(query_parameters=params)),
+                lambda: self.calls.json(builder.to_get_request_information(config)),
                 dependent=dependent,
             )
         except NotFound:
@@ -183,17 +172,31 @@ class ApplicationsGateway(FederatedCredentialsGateway):
         if not app:
             return None
         self._seen(unique_name)
-        return _app_record(app)
+        return _app_record_from_json(app)
 
     async def get_application(self, object_id: str, dependent: bool = True) -> AppRecord:
         """The application with object id ``object_id``.
 
         Raises ``NotFound`` when it does not exist (``ReplicationPending`` instead when
         ``dependent``, right after a create), ``TransientError``. Needs ``Application.ReadWrite.OwnedBy``."""
-        app = await self.calls.read_application(
-            f"read application {object_id}", object_id, APP_SELECT, dependent=dependent
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications.item.application_item_request_builder import (
+            ApplicationItemRequestBuilder,
         )
-        return _app_record(app)
+
+        params = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters(
+            select=APP_SELECT
+        )
+        builder = self.calls.client.applications.by_application_id(object_id)
+        config = RequestConfiguration(query_parameters=params)
+        app = await self.calls.call(
+            f"read application {object_id}",
+            lambda: self.calls.json(builder.to_get_request_information(config)),
+            dependent=dependent,
+        )
+        if app is None:
+            raise NotFound("Request_ResourceNotFound", f"application {object_id}")
+        return _app_record_from_json(app)
 
     async def delete_application(self, object_id: str) -> bool:
         """Delete the application (Entra keeps it restorable for 30 days).
@@ -315,16 +318,18 @@ class ApplicationsGateway(FederatedCredentialsGateway):
         builder = self.calls.client.applications.by_application_id(object_id).add_password
         created = await self.calls.call(
             f"add password to {object_id}",
-            lambda: builder.post(body),
+            lambda: self.calls.json(builder.to_post_request_information(body)),
             write=True,
             idempotent=False,
             dependent=True,
         )
-        if created is None or not created.secret_text:
+        # The value goes into a SecretValue at once, and out of the answer.
+        text = (created or {}).pop("secretText", None)
+        if not text or created is None:
             raise TransientError("EmptyResponse", "addPassword answered without a secret")
-        secret = SecretValue(created.secret_text)
-        created.secret_text = None  # the kiota model must not keep the value around
-        return NewPassword(info=_password_info(created), secret=secret)
+        secret = SecretValue(str(text))
+        del text
+        return NewPassword(info=_password_info_from_json(created), secret=secret)
 
     async def remove_password(self, object_id: str, key_id: str) -> bool:
         """Remove one client secret (``removePassword``).
@@ -392,47 +397,26 @@ class ApplicationsGateway(FederatedCredentialsGateway):
         return True
 
 
-def _password_info(credential: PasswordCredential) -> PasswordInfo:
-    return PasswordInfo(
-        key_id=str(credential.key_id),
-        display_name=credential.display_name or "",
-        hint=credential.hint or "",
-        start=utc(credential.start_date_time),
-        end=utc(credential.end_date_time),
-    )
-
-
 def _app_record_from_json(app: dict[str, Any]) -> AppRecord:
-    """``_app_record`` of an application read as JSON (``GraphCalls.json``)."""
+    """An application read as JSON (``GraphCalls.json``)."""
     return AppRecord(
         object_id=str(app.get("id")),
         app_id=str(app.get("appId")),
         unique_name=app.get("uniqueName"),
         display_name=app.get("displayName") or "",
         tags=tuple(app.get("tags") or ()),
-        passwords=tuple(
-            PasswordInfo(
-                key_id=str(p.get("keyId")),
-                display_name=p.get("displayName") or "",
-                hint=p.get("hint") or "",
-                start=graph_time(p.get("startDateTime")),
-                end=graph_time(p.get("endDateTime")),
-            )
-            for p in app.get("passwordCredentials") or []
-        ),
+        passwords=tuple(_password_info_from_json(p) for p in app.get("passwordCredentials") or []),
         service_management_reference=app.get("serviceManagementReference"),
         keys=tuple(key_info_from_json(k) for k in app.get("keyCredentials") or []),
     )
 
 
-def _app_record(app: Application) -> AppRecord:
-    return AppRecord(
-        object_id=str(app.id),
-        app_id=str(app.app_id),
-        unique_name=app.unique_name,
-        display_name=app.display_name or "",
-        tags=tuple(app.tags or ()),
-        passwords=tuple(_password_info(p) for p in app.password_credentials or []),
-        service_management_reference=app.service_management_reference,
-        keys=tuple(key_info(k) for k in app.key_credentials or []),
+def _password_info_from_json(password: dict[str, Any]) -> PasswordInfo:
+    """A password credential read as JSON, without its value (``secretText``)."""
+    return PasswordInfo(
+        key_id=str(password.get("keyId")),
+        display_name=password.get("displayName") or "",
+        hint=password.get("hint") or "",
+        start=graph_time(password.get("startDateTime")),
+        end=graph_time(password.get("endDateTime")),
     )

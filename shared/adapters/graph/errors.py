@@ -25,10 +25,40 @@ REPLICATION_MESSAGES = (
 )
 
 
+class GraphResponseError(Exception):
+    """Graph's error answer to a request the service sent itself (GraphCalls.json): its status,
+    OData code and message, and Retry-After. Graph's error bodies carry no secret."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+
+    @classmethod
+    def of(cls, status: int, body: bytes, retry_after: str | None) -> GraphResponseError:
+        import json
+
+        code = message = ""
+        try:
+            error = json.loads(body).get("error") or {}
+            code, message = str(error.get("code") or ""), str(error.get("message") or "")
+        except (ValueError, AttributeError):
+            pass
+        return cls(status, code, message, _seconds(retry_after))
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
+
+
 def odata_error(error: BaseException) -> tuple[int, str, str, float | None] | None:
     """(status, code, message, Retry-After seconds) of a Graph error, or None."""
     from kiota_abstractions.api_error import APIError
 
+    if isinstance(error, GraphResponseError):
+        return error.status, error.code, error.message, error.retry_after
     if not isinstance(error, APIError):
         return None
     status = error.response_status_code or 0
