@@ -286,19 +286,7 @@ def triage(
     """The scheduler's view: Graph's credentials and the secret's current version (the vault's,
     or between vault audits ``assumed_latest``), no version history. Every managed credential is
     assumed stored; the worker finds out."""
-    assumed = [
-        StoredVersion(
-            id="",
-            version=f"assumed-{p.key_id}",
-            key_id=p.key_id,
-            enabled=True,
-            expires_on=p.end,
-            created_on=p.start,
-            tags={},
-        )
-        for p in app.passwords
-        if origin_of(p.display_name) is not None
-    ]
+    assumed = [_assumed_stored(p) for p in app.passwords if origin_of(p.display_name) is not None]
     if latest is not None:
         assumed = [v for v in assumed if v.key_id != latest.key_id] + [latest]
     plan = plan_rotation(
@@ -352,14 +340,18 @@ def assumed_latest(app: AppRecord) -> StoredVersion | None:
     managed = [p for p in app.passwords if origin_of(p.display_name) is not None]
     if len(managed) != 1:
         return None
-    [p] = managed
+    return _assumed_stored(managed[0])
+
+
+def _assumed_stored(password: PasswordInfo) -> StoredVersion:
+    """The version that would hold ``password`` had it been stored when it was issued."""
     return StoredVersion(
         id="",
-        version=f"assumed-{p.key_id}",
-        key_id=p.key_id,
+        version=f"assumed-{password.key_id}",
+        key_id=password.key_id,
         enabled=True,
-        expires_on=p.end,
-        created_on=p.start,
+        expires_on=password.end,
+        created_on=password.start,
         tags={},
     )
 

@@ -35,7 +35,7 @@ import logging
 import struct
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -167,6 +167,19 @@ async def schedule(deps: Dependencies) -> Sweep:
     return sweep
 
 
+async def _registered(deps: Dependencies, sp_id: str, sweep: Sweep) -> AsyncIterator[tuple[AppRecord, str]]:
+    """The applications the service identity owns that the service registered from a request
+    (its tag and a uniqueName), with their uniqueName, page by page, counted into ``sweep``."""
+    service_tag = deps.settings.service_tag
+    async for app in deps.applications.owned_applications(sp_id, select=PLAN_SELECT):
+        sweep.scanned += 1
+        if service_tag not in app.tags:
+            continue
+        sweep.managed += 1
+        if app.unique_name:  # else not registered by this service's requests: no secret to find
+            yield app, app.unique_name
+
+
 async def _audit(deps: Dependencies, sp_id: str, sweep: Sweep, now: dt.datetime) -> None:
     """The vault audit: Graph's paging beside one listing of the whole vault."""
     settings = deps.settings
@@ -174,18 +187,12 @@ async def _audit(deps: Dependencies, sp_id: str, sweep: Sweep, now: dt.datetime)
     # The vault's listing starts now and runs beside Graph's paging.
     latest_listing = asyncio.ensure_future(current_versions(deps.vault))
     try:
-        async for app in deps.applications.owned_applications(sp_id, select=PLAN_SELECT):
-            sweep.scanned += 1
-            if settings.service_tag not in app.tags:
-                continue
-            sweep.managed += 1
-            if not app.unique_name:  # not registered by this service's requests: no secret to find
-                continue
+        async for app, unique_name in _registered(deps, sp_id, sweep):
             latest = None
             if (
                 stored.credential_type_tag(app.tags) != stored.CERTIFICATE
             ):  # a certificate's plan needs no vault
-                current = (await latest_listing).get(stored.secret_name(app.unique_name))
+                current = (await latest_listing).get(stored.secret_name(unique_name))
                 latest = None if current is None else _unpacked(current).stored_version()
             _plan_one(sweep, app, latest, now=now, policy=policy, settings=settings)
     finally:
@@ -200,13 +207,7 @@ async def _from_graph(deps: Dependencies, sp_id: str, sweep: Sweep, now: dt.date
     policy = settings.rotation_policy
     reads = _VaultReads(deps.vault, VAULT_READS)
     try:
-        async for app in deps.applications.owned_applications(sp_id, select=PLAN_SELECT):
-            sweep.scanned += 1
-            if settings.service_tag not in app.tags:
-                continue
-            sweep.managed += 1
-            if not app.unique_name:  # not registered by this service's requests: no secret to find
-                continue
+        async for app, unique_name in _registered(deps, sp_id, sweep):
             if not needs_vault_read(app, settings.service_tag):
                 _plan_one(sweep, app, assumed_latest(app), now=now, policy=policy, settings=settings)
                 continue
@@ -215,7 +216,7 @@ async def _from_graph(deps: Dependencies, sp_id: str, sweep: Sweep, now: dt.date
                 _plan_one(sweep, app, latest, now=now, policy=policy, settings=settings)
 
             sweep.vault_reads += 1
-            await reads.start(stored.secret_name(app.unique_name), plan)
+            await reads.start(stored.secret_name(unique_name), plan)
         await reads.finish()
     finally:
         await reads.cancel()
