@@ -238,7 +238,8 @@ class ApplicationsGateway(FederatedCredentialsGateway):
         # (measured: 10,000 applications took seconds and 88 MB).
         config = RequestConfiguration(query_parameters=params)
         page = await self.calls.call(
-            "list owned applications", lambda: self.calls.json(builder.to_get_request_information(config))
+            "list owned applications",
+            lambda: self.calls.json_page(builder.to_get_request_information(config)),
         )
         while page is not None:
             records = [_app_record_from_json(item) for item in page.get("value") or []]
@@ -256,7 +257,7 @@ class ApplicationsGateway(FederatedCredentialsGateway):
             )
 
     async def _json_page(self, page: GraphApplicationRequestBuilder) -> dict[str, Any] | None:
-        return await self.calls.json(page.to_get_request_information())
+        return await self.calls.json_page(page.to_get_request_information())
 
     async def owner_ids(self, object_id: str) -> set[str]:
         """The object ids of the application's owners (users and service principals).

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from shared.adapters.graph.errors import (
     RETRYABLE_STATUS,
@@ -371,6 +371,22 @@ class GraphCalls:
         raw = response.content
         if response.status_code >= 400:
             raise GraphResponseError.of(response.status_code, raw, response.headers.get("retry-after"))
+        if not raw:
+            return None
+        body: dict[str, Any] = json.loads(raw)
+        return body
+
+    async def json_page(self, request: RequestInformation) -> dict[str, Any] | None:
+        """``json`` for a listing's page (999 applications), sent through msgraph-sdk's request
+        adapter rather than straight to its httpx client: measured (bench/rotation_sweep.py), the
+        direct send held more memory at the sweep's peak (10,000 managed against 1,000: 1.74
+        times, against 1.13 through the adapter), and a sweep reads 11 pages, not thousands.
+        Errors are raised as the adapter raises them (``ODataError``)."""
+        from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+
+        raw: bytes | None = await cast(Any, self.client.request_adapter).send_primitive_async(
+            request, "bytes", {"XXX": ODataError}
+        )
         if not raw:
             return None
         body: dict[str, Any] = json.loads(raw)
