@@ -460,15 +460,15 @@ start of the issue, measured with the same benchmark):
 | Graph's throttling emulated as a token bucket with its headers; the pacer follows `x-ms-throttle-limit-percentage` | 4 instances on one quota | (not measured: 1 process, fixed window) | 96.4% of the bound, 0.99% throttled |
 
 All together, the same `bench/critical_path.py` on the code at the start of the issue (a git
-worktree) and on this code, one after the other on a quiet machine:
+worktree), at the issue's previous stop, and on this code:
 
-| Registration at 50 ms per request | before | after |
-|---|---|---|
-| Warm, a new application: requests (Graph + Key Vault + Storage + Resource Manager) | 8 + 3 + 4 + 1 | 6 + 1 + 3 + 1 |
-| Warm: chain to the reply / time to the reply | 9 / 525 ms | 5 / 284 ms |
-| Warm: service CPU per registration | 56.6 ms | 26.4 ms |
-| Converging an existing application: chain / time | 9 / 512 ms | 5 / 288 ms |
-| A new instance's first registration: chain (tokens included) / time | 13 / 1,286 ms | 6 / 541 ms |
+| Registration at 50 ms per request | start of the issue | previous stop | now |
+|---|---|---|---|
+| Warm, a new application: requests (Graph + Key Vault + Storage + Resource Manager) | 8 + 3 + 4 + 1 | 6 + 1 + 3 + 1 | 6 + 1 + 2 + 1 |
+| Warm: chain to the reply / time to the reply | 9 / 525 ms | 5 / 284 ms | 3 / 178–179 ms |
+| Warm: service CPU per registration (median of 15; two runs) | 56.6 ms | 26.4 ms | 22.7–24.0 ms |
+| Converging an existing application: chain / time | 9 / 512 ms | 5 / 288 ms | 5 / 289–292 ms |
+| A new instance's first registration: chain (tokens included) / time | 13 / 1,286 ms | 6 / 541 ms | 5 / 540 ms |
 
 The CPU figures are `time.process_time` of the service's process for the function call.
 """

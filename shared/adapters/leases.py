@@ -111,12 +111,24 @@ class BlobLeases:
         raise TransientError("StorageUnavailable", f"lease {name}: the blob could not be created")
 
     async def ensure(self, names: Sequence[str], prefix: str, concurrency: int = 16) -> int:
-        """Make sure every blob of ``names`` (all starting with ``prefix``) exists: one listing,
-        then the missing ones created, ``concurrency`` at a time. Returns how many were created.
+        """Make sure every blob of ``names`` (all starting with ``prefix``) exists. The last
+        name is created only after all the others, so once it exists they all do: a storage
+        account whose blobs were made takes one request (its properties). Otherwise one
+        listing, then the missing ones created, ``concurrency`` at a time, the last name last.
+        Returns how many were created.
 
         Raises ``PermissionDenied``, ``TransientError``. Needs ``.../containers/blobs/read``
         and ``.../blobs/write`` (``.../containers/write`` once, for the container).
         """
+        *others, last = names
+        try:
+            await self._call(
+                "read the last lease blob", self.container.get_blob_client(last).get_blob_properties
+            )
+            return 0
+        except PermanentError as error:
+            if error.code not in ("BlobNotFound", "ContainerNotFound"):
+                raise
 
         async def listed() -> set[str]:
             return {b.name async for b in self.container.list_blobs(name_starts_with=prefix)}
@@ -128,7 +140,7 @@ class BlobLeases:
                 raise
             await self._create(self.container.create_container)
             existing = set()
-        missing = [n for n in names if n not in existing]
+        missing = [n for n in others if n not in existing]
         gate = asyncio.Semaphore(concurrency)
 
         async def create(name: str) -> None:
@@ -137,7 +149,8 @@ class BlobLeases:
                 await self._create(lambda: blob.upload_blob(b"", overwrite=False))
 
         await asyncio.gather(*(create(n) for n in missing))
-        return len(missing)
+        await create(last)
+        return len(missing) + 1
 
     async def _take(self, lease: BlobLeaseClient, name: str, seconds: int) -> str | None:
         """Acquire ``lease``: its id, or None while another lease holds the blob."""
