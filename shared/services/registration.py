@@ -186,7 +186,7 @@ async def register(
         *steps, federated_step, confirm_step, return_exceptions=True
     )
     if written.unconfirmed:
-        _confirm(confirmation, prepared.delivery, results[1] if len(results) > 1 else None)
+        _confirm(confirmation, prepared.delivery, request.request_id)
     failures = [r for r in (*results, federated_result) if isinstance(r, BaseException)]
     if failures:
         await _after_failure(deps, request, app, created, results, failures, federated_result)
@@ -221,19 +221,19 @@ async def register(
     )
 
 
-def _confirm(read: object, delivery: str, credential: object) -> None:
+def _confirm(read: object, delivery: str, request_id: str) -> None:
     """An application this delivery created before its lease was held is its own only if no
     other delivery wrote it before the lease was: read under the lease, its tags still name
-    this delivery (every registration's write sets them) and it holds no credential but the
-    one this delivery added (a rotation adds one without them). Otherwise nothing is undone
-    and nothing is replied: the delivery is retried, and converges it as an existing one.
+    this delivery (every registration writes them before it adds a credential) and it holds no
+    credential but this request's (a rotation adds one without touching the tags, and names it
+    after itself). Otherwise nothing is undone and nothing is replied: the delivery is retried,
+    and converges it as an existing one.
 
     Raises ``TransientError`` (``ConcurrentDelivery``)."""
-    ours = {credential.key_id} if isinstance(credential, ReplyCredential) else set()
     if (
         isinstance(read, AppRecord)
         and stored.delivery_tag(read.tags) == delivery
-        and {p.key_id for p in read.passwords} <= ours
+        and all(stored.origin_of(p.display_name) == request_id for p in read.passwords)
         and not read.keys
     ):
         return
