@@ -343,7 +343,7 @@ async def warm_up(clients: PlatformClients, settings: Settings) -> None:
     request's own instead of inside it: the Resource Manager token, and Key Vault's challenge
     (its SDK first sends a request without a token to learn the vault's tenant and resource)
     with its token. Graph's and Storage's tokens are left to the request, whose first calls
-    need them at once. And the lease blobs, made once for the storage account (one listing
+    need them at once. And the lease blobs, made once for the storage account (one read
     when they exist), so that a lease is one round trip (shared.adapters.leases). Failures are
     ignored: each call tries again at its first real use."""
     from azure.core.exceptions import AzureError, ResourceNotFoundError
