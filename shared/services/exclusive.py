@@ -42,13 +42,15 @@ _FIRST_POLL, _MAX_POLL = 0.25, 2.0
 class Hold:
     """This delivery's lease on one application, and the fence its writes ask."""
 
-    def __init__(self, deps: Dependencies, name: str, lease_id: str, acquired_at: dt.datetime) -> None:
+    def __init__(
+        self, deps: Dependencies, name: str, lease_id: str, acquired_at: dt.datetime, waited: bool = False
+    ) -> None:
         self.deps = deps
         self.name = name
         self.lease_id = lease_id
         self.valid_until = acquired_at + dt.timedelta(seconds=LEASE_SECONDS)
         self.lost = False
-        self.waited = False  # another delivery held the lease when this one first asked
+        self.waited = waited  # another delivery held the lease when this one first asked
 
     def check(self) -> None:
         if not self.lost and self.deps.now() >= self.valid_until - MARGIN:
@@ -118,8 +120,7 @@ async def exclusively(
             )
         await asyncio.sleep(poll)
         poll = min(_MAX_POLL, poll * 2)
-    hold = Hold(deps, name, lease_id, sent)
-    hold.waited = waited
+    hold = Hold(deps, name, lease_id, sent, waited)
     keeper = asyncio.create_task(hold.keep())
 
     async def release() -> None:

@@ -33,6 +33,8 @@ from shared.domain.data_access import data_access_problems
 from shared.domain.errors import PermanentError, PermissionDenied, ReplicationPending, TransientError
 from shared.domain.federated import FederatedPlan, federated_problems
 from shared.domain.policy import (
+    RequestedCertificate,
+    RequestedSecret,
     RequestPolicy,
     check_policy,
     requested_certificate,
@@ -119,7 +121,8 @@ def create_early(deps: Dependencies, request: RegisterRequest) -> Awaitable[Prep
     if permissions is None:
         return None
     prepared = Prepared(permissions, None)
-    desired = _desired_of(deps, request, permissions, prepared.delivery)
+    secret = requested_secret(request, deps.settings.request_policy, deps.now())
+    desired = _desired_of(deps, request, permissions, prepared.delivery, secret=secret, certificate=None)
 
     async def create() -> Prepared:
         app = await deps.applications.create_application(request.unique_name, desired)
@@ -144,7 +147,9 @@ async def register(
     unique_name = request.unique_name
     secret = requested_secret(request, settings.request_policy, deps.now())
     certificate = requested_certificate(request)
-    desired = _desired_of(deps, request, permissions, prepared.delivery)
+    desired = _desired_of(
+        deps, request, permissions, prepared.delivery, secret=secret, certificate=certificate
+    )
     written = await _write_application(deps, request, prepared, desired, waited)
     app, created, existing, federated = written.app, written.created, written.existing, written.federated
     steps: list[Awaitable[Any]] = [
@@ -417,11 +422,17 @@ def _lacks(permission: ApiPermission, resource: ResourceApi | None) -> bool:
 
 
 def _desired_of(
-    deps: Dependencies, request: RegisterRequest, permissions: list[ResolvedPermission], delivery: str
+    deps: Dependencies,
+    request: RegisterRequest,
+    permissions: list[ResolvedPermission],
+    delivery: str,
+    *,
+    secret: RequestedSecret | None,
+    certificate: RequestedCertificate | None,
 ) -> DesiredApplication:
-    """The application's properties as ``request`` asks for them, written by ``delivery``."""
-    secret = requested_secret(request, deps.settings.request_policy, deps.now())
-    certificate = requested_certificate(request)
+    """The application's properties as ``request`` asks for them (its ``secret`` or
+    ``certificate``, as ``requested_secret`` and ``requested_certificate`` give them), written
+    by ``delivery``."""
     lifetime = None if secret is None else stored.lifetime_label(secret.start, secret.end)
     application = request.application
     uris = application.redirect_uris
