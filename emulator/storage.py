@@ -74,6 +74,14 @@ def _invalid_header(name: str) -> PlatformError:
     )
 
 
+def _invalid_query() -> PlatformError:
+    return storage_error(
+        400,
+        "InvalidQueryParameterValue",
+        "Value for one of the query parameters specified in the request URI is invalid.",
+    )
+
+
 def _lease_id(value: str | None, header: str) -> str:
     try:
         return str(uuid.UUID(value or ""))
@@ -362,7 +370,11 @@ def routes(identity: IdentityPlatform, current: Callable[[], Storage]) -> list[B
         return run
 
     def answer(
-        request: Request, status: int, headers: dict[str, str] | None = None, blob: Blob | None = None
+        request: Request,
+        status: int,
+        headers: dict[str, str] | None = None,
+        blob: Blob | None = None,
+        content: bytes = b"",
     ) -> Response:
         out = {
             "x-ms-request-id": request_id_of(request),
@@ -373,26 +385,18 @@ def routes(identity: IdentityPlatform, current: Callable[[], Storage]) -> list[B
         if blob is not None:
             out["ETag"] = blob.etag
             out["Last-Modified"] = format_datetime(blob.modified, usegmt=True)
-        return Response(status_code=status, headers=out)
+        return Response(content, status_code=status, headers=out)
 
     async def container(request: Request, storage: Storage) -> Response:
         if request.query_params.get("restype") != "container":
-            raise storage_error(
-                400,
-                "InvalidQueryParameterValue",
-                "Value for one of the query parameters specified in the request URI is invalid.",
-            )
+            raise _invalid_query()
         storage.create_container(request.path_params["container"])
         return answer(request, 201, {"ETag": f'"0x{uuid.uuid4().hex[:15].upper()}"'})
 
     async def listing(request: Request, storage: Storage) -> Response:
         query = request.query_params
         if query.get("restype") != "container" or query.get("comp") != "list":
-            raise storage_error(
-                400,
-                "InvalidQueryParameterValue",
-                "Value for one of the query parameters specified in the request URI is invalid.",
-            )
+            raise _invalid_query()
         try:
             limit = int(query.get("maxresults", MAX_LIST_RESULTS))
         except ValueError:
@@ -409,27 +413,14 @@ def routes(identity: IdentityPlatform, current: Callable[[], Storage]) -> list[B
             try:
                 start = base64.urlsafe_b64decode(marker.encode()).decode()
             except ValueError:
-                raise storage_error(
-                    400,
-                    "InvalidQueryParameterValue",
-                    "Value for one of the query parameters specified in the request URI is invalid.",
-                ) from None
+                raise _invalid_query() from None
         container_name = request.path_params["container"]
         prefix = query.get("prefix", "")
         page, following = storage.list_blobs(container_name, prefix, start, min(limit, MAX_LIST_RESULTS))
         body = _enumeration(
             str(request.base_url), container_name, prefix, marker, query.get("maxresults"), page, following
         )
-        return Response(
-            body,
-            status_code=200,
-            media_type="application/xml",
-            headers={
-                "x-ms-request-id": request_id_of(request),
-                "x-ms-version": API_VERSION,
-                "Date": format_datetime(dt.datetime.now(dt.UTC), usegmt=True),
-            },
-        )
+        return answer(request, 200, {"Content-Type": "application/xml"}, content=body)
 
     async def put(request: Request, storage: Storage) -> Response:
         container, name = request.path_params["container"], request.path_params["blob"]

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
 T = TypeVar("T")
+# What Storage answers for a lease blob that is not there yet.
+_NOT_THERE = frozenset({"BlobNotFound", "ContainerNotFound"})
 # What Azure answers when another lease holds the blob, or when ours is gone.
 HELD_BY_ANOTHER = "LeaseAlreadyPresent"
 OURS_IS_GONE = frozenset(
@@ -106,8 +108,7 @@ class BlobLeases:
                     await self._create(self.container.create_container)
                 elif error.code != "BlobNotFound":
                     raise
-                # A blob to lease: created once, never written again.
-                await self._create(lambda: blob.upload_blob(b"", overwrite=False))
+                await self._create_blob(name)
         raise TransientError("StorageUnavailable", f"lease {name}: the blob could not be created")
 
     async def ensure(self, names: Sequence[str], prefix: str, concurrency: int = 16) -> int:
@@ -127,7 +128,7 @@ class BlobLeases:
             )
             return 0
         except PermanentError as error:
-            if error.code not in ("BlobNotFound", "ContainerNotFound"):
+            if error.code not in _NOT_THERE:
                 raise
 
         async def listed() -> set[str]:
@@ -144,12 +145,11 @@ class BlobLeases:
         gate = asyncio.Semaphore(concurrency)
 
         async def create(name: str) -> None:
-            blob = self.container.get_blob_client(name)
             async with gate:
-                await self._create(lambda: blob.upload_blob(b"", overwrite=False))
+                await self._create_blob(name)
 
         await asyncio.gather(*(create(n) for n in missing))
-        await create(last)
+        await self._create_blob(last)
         return len(missing) + 1
 
     async def _take(self, lease: BlobLeaseClient, name: str, seconds: int) -> str | None:
@@ -161,6 +161,11 @@ class BlobLeases:
                 return None
             raise
         return str(lease.id)
+
+    async def _create_blob(self, name: str) -> None:
+        """Create the empty blob ``name`` to lease: once, never written again (If-None-Match: *)."""
+        blob = self.container.get_blob_client(name)
+        await self._create(lambda: blob.upload_blob(b"", overwrite=False))
 
     async def _create(self, call: Callable[[], Awaitable[object]]) -> None:
         """Create the container or the blob; one that exists already is what was wanted."""

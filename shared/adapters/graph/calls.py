@@ -194,6 +194,14 @@ def _decoded_parameter_names(url: str) -> str:
     return f"{path}?{_parameter_decoder()(query)}" if separator else url
 
 
+def _parsed(raw: bytes | None) -> dict[str, Any] | None:
+    """A Graph answer's JSON body, or None when it has none."""
+    if not raw:
+        return None
+    body: dict[str, Any] = json.loads(raw)
+    return body
+
+
 @functools.cache
 def _sdk_version() -> str:
     """Graph's ``SdkVersion`` header, as msgraph-sdk's telemetry handler writes it."""
@@ -371,10 +379,7 @@ class GraphCalls:
         raw = response.content
         if response.status_code >= 400:
             raise GraphResponseError.of(response.status_code, raw, response.headers.get("retry-after"))
-        if not raw:
-            return None
-        body: dict[str, Any] = json.loads(raw)
-        return body
+        return _parsed(raw)
 
     async def json_page(self, request: RequestInformation) -> dict[str, Any] | None:
         """``json`` for a listing's page (999 applications), sent through msgraph-sdk's request
@@ -387,10 +392,7 @@ class GraphCalls:
         raw: bytes | None = await cast(Any, self.client.request_adapter).send_primitive_async(
             request, "bytes", {"XXX": ODataError}
         )
-        if not raw:
-            return None
-        body: dict[str, Any] = json.loads(raw)
-        return body
+        return _parsed(raw)
 
     async def json_write(
         self, method: str, builder: BaseRequestBuilder, body: dict[str, Any]
