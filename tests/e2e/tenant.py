@@ -89,6 +89,18 @@ class Tenant:
         return next((v for v in secret["versions"] if v["version"] == latest), None)
 
 
+def add_password_by_hand(emulator: RunningEmulator, object_id: str, display_name: str) -> str:
+    """A password credential added outside the service, as an administrator (or, by its name, a
+    rotation) adds one: its keyId."""
+    added = emulator.admin.graph(
+        "POST",
+        f"/applications/{object_id}/addPassword",
+        json={"passwordCredential": {"displayName": display_name}},
+    )
+    assert added.status_code == 200, added.text
+    return str(added.json()["keyId"])
+
+
 async def token_with_stored_secret(
     settings: dict[str, str],
     client_id: str,

@@ -20,9 +20,9 @@ from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 from emulator.launcher import RunningEmulator
 from shared.domain.stored import DELIVERY_TAG, lease_name
 from tests import harness
-from tests.e2e.tenant import Tenant, stored_secret_authenticates
+from tests.e2e.tenant import Tenant, add_password_by_hand, stored_secret_authenticates
 from tests.e2e.test_registration import service_request
-from tests.emulator.clients import credential
+from tests.emulator.clients import container_client
 
 CONTAINER = "app-registration-leases"
 
@@ -39,16 +39,6 @@ async def _until_created(emulator: RunningEmulator, unique_name: str) -> dict[st
             return apps[0]
         await asyncio.sleep(0.025)
     raise AssertionError(f"{unique_name} was never created")
-
-
-def _container(emulator: RunningEmulator) -> ContainerClient:
-    s = emulator.settings
-    return ContainerClient(
-        s["AzureWebJobsStorage__blobServiceUri"],
-        CONTAINER,
-        credential(s),
-        connection_verify=s["PLATFORM_CA_FILE"],
-    )
 
 
 async def _lease_blob(container: ContainerClient, unique_name: str) -> None:
@@ -101,12 +91,7 @@ def _another_delivery_converged(emulator: RunningEmulator, app: dict[str, Any]) 
 
 def _a_rotation_added_a_password(emulator: RunningEmulator, app: dict[str, Any]) -> None:
     """What a rotation writes, which leaves the tags alone: a password."""
-    added = emulator.admin.graph(
-        "POST",
-        f"/applications/{app['id']}/addPassword",
-        json={"passwordCredential": {"displayName": "client secret [managed:rotation:2026-12-01]"}},
-    )
-    assert added.status_code == 200
+    add_password_by_hand(emulator, app["id"], "client secret [managed:rotation:2026-12-01]")
 
 
 @pytest.mark.parametrize("intervene", [_another_delivery_converged, _a_rotation_added_a_password])
@@ -118,7 +103,7 @@ async def test_an_application_another_delivery_wrote_before_the_lease_was_held_i
     replies nothing, and is retried; the retry converges it as an existing application."""
     await harness.register(service_request("early-warm-3"))
     target = "early-contended"
-    async with _container(emulator) as container:
+    async with container_client(emulator.settings, CONTAINER) as container:
         await _lease_blob(container, target)
     emulator.admin.faults(
         [
@@ -156,7 +141,7 @@ async def test_an_early_application_is_read_again_when_the_lease_had_to_be_waite
     application again under the lease and converges it, in the same delivery."""
     await harness.register(service_request("early-warm-4"))
     target = "early-waited"
-    async with _container(emulator) as container:
+    async with container_client(emulator.settings, CONTAINER) as container:
         await _lease_blob(container, target)
         other = BlobLeaseClient(container.get_blob_client(lease_name(target)))
         await other.acquire(lease_duration=15)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
+from azure.storage.blob.aio import BlobLeaseClient
 
 from emulator.launcher import EmulatorClock, RunningEmulator
 from shared.domain.stored import lease_name
@@ -20,7 +20,7 @@ from tests import harness
 from tests.e2e.tenant import Tenant, stored_secret_authenticates
 from tests.e2e.test_registration import sample
 from tests.e2e.test_rotation import deliver_rotation, register, run_scheduler
-from tests.emulator.clients import credential
+from tests.emulator.clients import container_client
 
 # The Key Vault write of the application's secret, answered 429 once with a Retry-After that
 # holds the writer while a second delivery runs.
@@ -150,12 +150,7 @@ async def test_a_delivery_that_waits_too_long_for_the_lease_is_redelivered_then_
     changes nothing, and asks for redelivery; the last delivery replies ``failed``, saying why."""
     settings_env(LEASE_WAIT="PT1S", MAX_DELIVERY_COUNT="2")
     settings = emulator.settings
-    async with ContainerClient(
-        settings["AzureWebJobsStorage__blobServiceUri"],
-        "app-registration-leases",
-        credential(settings),
-        connection_verify=settings["PLATFORM_CA_FILE"],
-    ) as container:
+    async with container_client(settings, "app-registration-leases") as container:
         await container.create_container()
         blob = container.get_blob_client(lease_name("dicom-ingest-prod"))
         await blob.upload_blob(b"", overwrite=False)

@@ -16,7 +16,7 @@ import pytest
 from emulator.launcher import EmulatorClock, RunningEmulator
 from shared import testing
 from tests import harness
-from tests.e2e.tenant import Tenant, parse_time, stored_secret_authenticates
+from tests.e2e.tenant import Tenant, add_password_by_hand, parse_time, stored_secret_authenticates
 
 TAG = "managed-by:entra-app-registration-service"
 OWNER = "CI0009999 rotation tests"
@@ -195,20 +195,15 @@ async def test_public_clients_and_unmanaged_credentials_are_left_alone(
     await register("rot-public", {"type": "none"})
     reply = await register("rot-manual")
     object_id = reply["application"]["objectId"]
-    added = emulator.admin.graph(
-        "POST",
-        f"/applications/{object_id}/addPassword",
-        json={"passwordCredential": {"displayName": "added by hand"}},
-    )
-    assert added.status_code == 200
+    by_hand = add_password_by_hand(emulator, object_id, "added by hand")
     clock.advance("P70D")
     events = await run_day()
     tenant = Tenant.read(emulator)
     assert tenant.app("rot-public")["passwordCredentials"] == []
     assert tenant.secret("app-rot-public") is None
-    assert added.json()["keyId"] in {p["keyId"] for p in credentials(tenant, "rot-manual")}
+    assert by_hand in {p["keyId"] for p in credentials(tenant, "rot-manual")}
     reports = [e for e in events if e["action"] == "report"]
-    assert [(e["reason"], e["keyId"]) for e in reports] == [("unmanaged-credential", added.json()["keyId"])]
+    assert [(e["reason"], e["keyId"]) for e in reports] == [("unmanaged-credential", by_hand)]
 
 
 # -- rotate on request ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from emulator.launcher import EmulatorClock, RunningEmulator
 from shared import testing
 from shared.adapters.graph.applications import ApplicationsGateway
 from shared.adapters.keyvault import KeyVaultGateway
-from tests.e2e.tenant import Tenant, parse_time, stored_secret_authenticates
+from tests.e2e.tenant import Tenant, add_password_by_hand, parse_time, stored_secret_authenticates
 from tests.e2e.test_rotation import (
     check_invariants,
     deliver_rotation,
@@ -103,12 +103,7 @@ async def _simulate(
     unmanaged: dict[str, str] = {}
     for name in names[:: max(1, apps // 5)]:  # some apps also hold a credential added by hand
         object_id = Tenant.read(emulator).app(name)["id"]
-        added = emulator.admin.graph(
-            "POST",
-            f"/applications/{object_id}/addPassword",
-            json={"passwordCredential": {"displayName": "by hand"}},
-        )
-        unmanaged[name] = added.json()["keyId"]
+        unmanaged[name] = add_password_by_hand(emulator, object_id, "by hand")
 
     install_crashes(monkeypatch, rng, rate=0.03)
     stats = {"messages": 0, "deliveries": 0, "crashes": 0, "dead_lettered": 0, "token_checks": 0}

@@ -23,7 +23,7 @@ import pytest
 from emulator.launcher import EmulatorClock, RunningEmulator
 from shared.services.scheduler import vault_audit_day
 from tests import harness
-from tests.e2e.tenant import Tenant
+from tests.e2e.tenant import Tenant, add_password_by_hand
 from tests.e2e.test_rotation import (
     check_invariants,
     credentials,
@@ -186,12 +186,7 @@ async def test_a_suspected_orphan_is_found_between_audits_from_the_secret_read(
     whose answer was lost): assuming the newest current would hide it; the read does not."""
     registered = await register("audit-orphan")
     object_id = registered["application"]["objectId"]
-    added = emulator.admin.graph(
-        "POST",
-        f"/applications/{object_id}/addPassword",
-        json={"passwordCredential": {"displayName": "job [managed:rotation:2026-01-01]"}},
-    )
-    assert added.status_code == 200
+    add_password_by_hand(emulator, object_id, "job [managed:rotation:2026-01-01]")
     move_to(clock, audit=False)
     messages, requests, summary = await sweep(emulator, summaries)
     assert reasons(messages) == {"audit-orphan": ["cleanup:suspected-not-stored"]}

@@ -19,6 +19,7 @@ from azure.keyvault.keys.crypto.aio import CryptographyClient
 from azure.keyvault.secrets.aio import SecretClient
 from azure.mgmt.authorization.v2022_04_01.aio import AuthorizationManagementClient
 from azure.servicebus.aio import ServiceBusClient
+from azure.storage.blob.aio import ContainerClient
 from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
@@ -38,6 +39,19 @@ def credential(
         authority=settings["AZURE_AUTHORITY_HOST"],
         connection_verify=settings["PLATFORM_CA_FILE"],
         disable_instance_discovery=True,
+    )
+
+
+def container_client(
+    settings: dict[str, str], name: str, cred: ClientSecretCredential | None = None
+) -> ContainerClient:
+    """azure-storage-blob's async ContainerClient for the emulated storage account's container
+    ``name`` (default credential: the service identity)."""
+    return ContainerClient(
+        settings["AzureWebJobsStorage__blobServiceUri"],
+        name,
+        cred or credential(settings),
+        connection_verify=settings["PLATFORM_CA_FILE"],
     )
 
 

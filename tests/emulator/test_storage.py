@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob.aio import BlobClient, BlobLeaseClient, ContainerClient
+from azure.storage.blob.aio import BlobClient, BlobLeaseClient
 
 from emulator.launcher import RunningEmulator
-from tests.emulator.clients import credential
+from tests.emulator.clients import container_client, credential
 
 
 @pytest.fixture
@@ -20,9 +20,7 @@ async def blob(emulator: RunningEmulator) -> AsyncIterator[BlobClient]:
     s = emulator.settings
     async with (
         credential(s) as cred,
-        ContainerClient(
-            s["AzureWebJobsStorage__blobServiceUri"], "leases", cred, connection_verify=s["PLATFORM_CA_FILE"]
-        ) as container,
+        container_client(s, "leases", cred) as container,
     ):
         await container.create_container()
         client = container.get_blob_client("app-x")
@@ -115,12 +113,7 @@ async def test_a_missing_blob_and_container_are_named(emulator: RunningEmulator,
             ("nowhere", "b", "ContainerNotFound"),
             ("leases", "app-y", "BlobNotFound"),
         ):
-            async with ContainerClient(
-                s["AzureWebJobsStorage__blobServiceUri"],
-                container,
-                cred,
-                connection_verify=s["PLATFORM_CA_FILE"],
-            ) as client:
+            async with container_client(s, container, cred) as client:
                 with pytest.raises(ResourceNotFoundError) as missing:
                     await BlobLeaseClient(client.get_blob_client(name)).acquire(lease_duration=15)
                 assert code(missing.value) == expected
@@ -142,9 +135,7 @@ async def test_list_blobs_pages_by_name_with_a_prefix_and_shows_lease_state(
     s = emulator.settings
     async with (
         credential(s) as cred,
-        ContainerClient(
-            s["AzureWebJobsStorage__blobServiceUri"], "leases", cred, connection_verify=s["PLATFORM_CA_FILE"]
-        ) as container,
+        container_client(s, "leases", cred) as container,
     ):
         for name in ("lease-002", "lease-000", "lease-001", "other"):
             await container.get_blob_client(name).upload_blob(b"", overwrite=False)
@@ -165,12 +156,7 @@ async def test_list_blobs_names_a_missing_container_and_refuses_a_page_size_of_z
     s = emulator.settings
     async with credential(s) as cred:
         for container, size, expected in (("nowhere", None, "ContainerNotFound"), ("leases", 0, None)):
-            async with ContainerClient(
-                s["AzureWebJobsStorage__blobServiceUri"],
-                container,
-                cred,
-                connection_verify=s["PLATFORM_CA_FILE"],
-            ) as client:
+            async with container_client(s, container, cred) as client:
                 with pytest.raises(HttpResponseError) as refused:
                     _ = [b async for b in client.list_blobs(results_per_page=size)]
                 if expected is None:
