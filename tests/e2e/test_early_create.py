@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceExistsError
+from azure.keyvault.certificates import CertificatePolicy
 from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
 from emulator.launcher import RunningEmulator
@@ -22,7 +23,7 @@ from shared.domain.stored import DELIVERY_TAG, lease_name
 from tests import harness
 from tests.e2e.tenant import Tenant, add_password_by_hand, stored_secret_authenticates
 from tests.e2e.test_registration import service_request
-from tests.emulator.clients import container_client
+from tests.emulator.clients import certificate_client, container_client, credential
 
 CONTAINER = "app-registration-leases"
 
@@ -159,3 +160,26 @@ async def test_an_early_application_is_read_again_when_the_lease_had_to_be_waite
     assert await stored_secret_authenticates(
         emulator.settings, reply["application"]["clientId"], unique_name=target
     )
+
+
+async def test_an_early_application_whose_vault_write_is_refused_is_removed_not_retried(
+    emulator: RunningEmulator,
+) -> None:
+    """The delivery's own password is on the application when its vault write fails for good
+    (a certificate someone made by hand holds the secret's name: Key Vault refuses a write to
+    a certificate's managed secret, 403). That password is this request's: the creation is
+    confirmed, and the rejection undoes it, instead of a retry that would fail the same way."""
+    await harness.register(service_request("early-warm-5"))  # the process now keeps the permission ids
+    target = "early-refused"
+    async with credential(emulator.settings) as cred:
+        certificates = certificate_client(emulator.settings, cred)
+        async with certificates:
+            await certificates.create_certificate(f"app-{target}", CertificatePolicy.get_default())
+
+    settled = await harness.settle(service_request(target, request_id="SNOW-EARLY-3"))
+
+    assert settled.deliveries == 1
+    assert settled.reply is not None and settled.reply["status"] == "rejected", settled.reply
+    [error] = settled.reply["errors"]
+    assert "Nothing was left behind" in error["message"]
+    assert Tenant.read(emulator).apps(target) == []
