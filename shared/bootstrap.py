@@ -49,10 +49,11 @@ CLOCK = ServiceClock()
 
 
 class _Process:
-    """What this process has built: the clients (per event loop) and the dependencies over them,
-    and the warm-up of the clients (``WARM_UP``)."""
+    """What this process has built: the clients (per event loop), the Service Bus senders and the
+    dependencies over them, and the warm-up of the clients (``WARM_UP``)."""
 
     clients: PlatformClients | None = None
+    outbox: ServiceBusOutbox | None = None
     dependencies: Dependencies | None = None
     warmed: PlatformClients | None = None
     warming: asyncio.Task[None] | None = None
@@ -86,13 +87,21 @@ def dependencies() -> Dependencies:
             vault=KeyVaultGateway(clients.vault),
             leases=BlobLeases(clients.leases),
             role_assignments=RoleAssignmentsGateway(clients.authorization),
-            outbox=ServiceBusOutbox(clients.servicebus),
+            outbox=_outbox(clients),
             keys=KeyCredentialsGateway(calls),
             certificates=CertificatesGateway(clients.certificates, clients.cryptography),
             clock=CLOCK,
         )
         _warm_up(clients, _process.dependencies)
     return _process.dependencies
+
+
+def _outbox(clients: PlatformClients) -> ServiceBusOutbox:
+    """One per set of clients, like the senders it keeps open: dependencies built again over the
+    same clients (new settings) send on the links already attached rather than attach more."""
+    if _process.outbox is None or _process.outbox.client is not clients.servicebus:
+        _process.outbox = ServiceBusOutbox(clients.servicebus)
+    return _process.outbox
 
 
 def _warm_up(clients: PlatformClients, deps: Dependencies) -> None:
@@ -128,6 +137,7 @@ def forget_dependencies() -> None:
 async def close() -> None:
     """Close the process's clients and forget everything built over them."""
     clients, _process.clients, _process.dependencies = _process.clients, None, None
+    _process.outbox = None  # its senders close with their client
     warming, _process.warming, _process.warmed = _process.warming, None, None
     if warming is not None:
         warming.cancel()

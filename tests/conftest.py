@@ -94,10 +94,30 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None
     testing.forget()
 
 
+@pytest.hookimpl(trylast=True)  # after ``-m`` has deselected
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The reliability tests first: they are the longest (crash points, load, the model), and
-    under ``-n`` a long test started last is the run's tail; the short ones fill the gaps."""
-    items.sort(key=lambda item: not item.nodeid.startswith("tests/reliability/"))
+    """The order that keeps ``make test`` short: each of the ``long`` tests heads the share of
+    the run a worker starts with, then the reliability tests, then the rest.
+
+    Under ``-n N --dist worksteal`` pytest-xdist deals the tests out in N runs of consecutive
+    items, sized as below, and an idle worker steals from the end of a busy one's queue. A long
+    test placed anywhere else can start late, or behind another long one on the same worker,
+    and become the run's tail; the short tests fill the gaps around the long ones."""
+    long = [item for item in items if item.get_closest_marker("long")]
+    rest = [item for item in items if not item.get_closest_marker("long")]
+    rest.sort(key=lambda item: not item.nodeid.startswith("tests/reliability/"))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    heads, rest = long[:workers], long[workers:] + rest
+    ordered: list[pytest.Item] = []
+    remaining = len(items)
+    for worker in range(workers):
+        share = remaining // (workers - worker)  # how worksteal sizes a worker's first run
+        head = heads[worker : worker + 1]
+        taken = max(0, share - len(head))
+        ordered += head + rest[:taken]
+        rest = rest[taken:]
+        remaining -= share
+    items[:] = ordered + rest
 
 
 # ---------------------------------------------------------------- the secret-leak detector

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.long
 def test_bench_smoke_run_writes_its_figures(tmp_path: Path) -> None:
     figures = tmp_path / "smoke.json"
     markdown = tmp_path / "benchmarks.md"

@@ -292,6 +292,7 @@ async def test_a_429_storm_is_ridden_out(emulator: RunningEmulator) -> None:
     assert tenant.orphans("dicom-ingest-prod") == []
 
 
+@pytest.mark.long
 async def test_the_last_delivery_replies_failed_with_the_reason(emulator: RunningEmulator) -> None:
     emulator.admin.faults([{"kind": "status", "status": 503, "service": "graph"}])
     with pytest.raises(TransientError):  # raised: the host abandons the message, Service Bus redelivers

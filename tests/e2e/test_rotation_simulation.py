@@ -174,6 +174,7 @@ async def _simulate(
     return stats
 
 
+@pytest.mark.long
 async def test_ten_apps_over_four_months_with_faults(
     emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -174,6 +174,7 @@ def appreg(emulator: RunningEmulator, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
+@pytest.mark.long
 async def test_a_poison_message_is_dead_lettered_with_a_reason_and_can_be_resubmitted(
     emulator: RunningEmulator, bus: ServiceBusClient
 ) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -296,10 +297,12 @@ def encoded(body: dict[str, Any]) -> st.SearchStrategy[bytes]:
 valid_messages = st.one_of(register_requests(), reference_requests, at_the_limits()).flatmap(encoded)
 
 
+@functools.cache
 def service_settings() -> Settings:
     return Settings(AZURE_TENANT_ID="contoso.onmicrosoft.com", KEY_VAULT_URL="https://vault.vault.azure.net/")
 
 
+@pytest.mark.long
 @cases(3000)
 @given(valid_messages)
 def test_every_valid_message_is_accepted(body: bytes) -> None:
@@ -850,6 +853,7 @@ def no_platform_requests(emulator: RunningEmulator) -> Any:
     assert seen == [], f"{len(seen)} platform requests, e.g. {seen[:3]}"
 
 
+@pytest.mark.long
 def test_invalid_requests_are_rejected_naming_the_field_before_any_io(
     session_loop: asyncio.AbstractEventLoop, no_platform_requests: None
 ) -> None:

@@ -134,6 +134,7 @@ def report(request: pytest.FixtureRequest, figures: dict[str, Any]) -> None:
     print(json.dumps(figures))
 
 
+@pytest.mark.long
 async def test_load_with_faults(emulator: RunningEmulator, request: pytest.FixtureRequest) -> None:
     figures = await run_load(emulator, 100)
     report(request, figures)

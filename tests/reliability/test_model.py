@@ -286,6 +286,7 @@ def run_model(emulator: RunningEmulator, loop: asyncio.AbstractEventLoop, exampl
     )
 
 
+@pytest.mark.long
 def test_the_model_holds_bounded(emulator: RunningEmulator, session_loop: asyncio.AbstractEventLoop) -> None:
     run_model(emulator, session_loop, examples=8, steps=8)
 
