@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from azure.servicebus.aio import ServiceBusClient
 
 from emulator.functions_host import FunctionsHost
 from emulator.launcher import RunningEmulator
+from tests import harness
 from tests.e2e.tenant import Tenant
 from tests.e2e.test_registration import sample
 
@@ -125,6 +126,25 @@ async def test_a_reply_to_one_of_the_services_own_queues_goes_to_the_results_que
     message_id = await send(bus, b"{}", reply_to="app-credential-rotation")
     [reply] = await replies(bus)
     assert reply.correlation_id == message_id and body_of(reply)["status"] == "rejected"
+
+
+async def test_settings_changed_in_a_process_reply_on_the_link_already_attached(
+    emulator: RunningEmulator, settings_env: Callable[..., None]
+) -> None:
+    """The workflows' dependencies are built again when the settings change, over the same
+    clients: they send on the sender already open, rather than attach another each time and
+    leave the old one open with its keep-alive."""
+    from shared import bootstrap
+
+    bad = dict(sample("service-client"), requestId="SNOW-BAD 1")
+    assert (await harness.register(bad))["status"] == "rejected"
+    outbox = bootstrap.dependencies().outbox
+    open_handlers = len(bootstrap.platform_clients().servicebus._handlers)
+    for lifetime in ("P3M", "P6M"):
+        settings_env(DEFAULT_SECRET_LIFETIME=lifetime)
+        assert (await harness.register(bad))["status"] == "rejected"
+    assert bootstrap.dependencies().outbox is outbox
+    assert len(bootstrap.platform_clients().servicebus._handlers) == open_handlers
 
 
 async def test_a_lock_lost_during_a_slow_registration_gives_one_app_and_one_reply(
