@@ -11,7 +11,7 @@ from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
@@ -52,6 +52,13 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client closed its connection before its request's body arrived (a cancelled upload):
+    the request is not applied, as Azure applies none it did not receive whole, and there is
+    nobody to answer. Not an error of the emulator's: no traceback."""
+    return Response(status_code=499)
+
+
 def build_app(platform: Platform) -> ASGIApp:
     app = Starlette(
         routes=[
@@ -68,7 +75,12 @@ def build_app(platform: Platform) -> ASGIApp:
             *servicebus_rest.routes(platform.servicebus),
             *platform.identity.routes(),
         ],
-        exception_handlers={PlatformError: render, 404: _not_found, 405: _method_not_allowed},
+        exception_handlers={
+            PlatformError: render,
+            ClientDisconnect: _client_gone,
+            404: _not_found,
+            405: _method_not_allowed,
+        },
     )
     app.state.platform = platform
     return FaultMiddleware(app, platform.faults)

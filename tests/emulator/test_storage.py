@@ -4,6 +4,8 @@ authentication."""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
@@ -164,3 +166,34 @@ async def test_list_blobs_names_a_missing_container_and_refuses_a_page_size_of_z
                     assert code(refused.value) == "OutOfRangeQueryParameterValue"
                 else:
                     assert code(refused.value) == expected
+
+
+async def test_an_upload_cut_off_mid_body_is_not_applied(emulator: RunningEmulator, blob: BlobClient) -> None:
+    """A client that closes its connection before the body it announced has arrived (a cancelled
+    upload) gets nothing created; the emulator records the request as 499 and goes on serving."""
+    s = emulator.settings
+    async with credential(s) as cred:
+        token = (await cred.get_token("https://storage.azure.com/.default")).token
+    url = httpx.URL(f"{s['AzureWebJobsStorage__blobServiceUri']}/leases/cut-off")
+    tls = ssl.create_default_context(cafile=s["PLATFORM_CA_FILE"])
+    emulator.admin.clear_requests()
+    _, writer = await asyncio.open_connection(url.host, url.port, ssl=tls)
+    head = (
+        f"PUT {url.raw_path.decode()} HTTP/1.1\r\nHost: {url.netloc.decode()}\r\n"
+        f"Authorization: Bearer {token}\r\nx-ms-version: 2026-02-06\r\nx-ms-blob-type: BlockBlob\r\n"
+        "Content-Length: 64\r\n\r\n"
+    )
+    writer.write(head.encode() + b"only eight")
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    for _ in range(100):  # the emulator sees the connection close, then logs the request
+        entries = [e for e in emulator.admin.requests()["entries"] if e["path"].endswith("/cut-off")]
+        if entries:
+            break
+        await asyncio.sleep(0.05)
+    assert [e["status"] for e in entries] == [499]
+    async with credential(s) as cred, container_client(s, "leases", cred) as container:
+        with pytest.raises(ResourceNotFoundError):
+            await container.get_blob_client("cut-off").get_blob_properties()
