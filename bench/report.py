@@ -458,8 +458,7 @@ start of the issue, measured with the same benchmark):
 | The vault listed beside Graph, compact entries; owned applications read as JSON | sweep of 10,000 managed; peak traced | 30.6 s; 88.5 MB | 24.2 s; 6.6 MB |
 | The whole vault listed only on vault-audit days (`VAULT_AUDIT_DAYS`, default 7); other days decided from Graph, with a read of one secret only for applications with no managed credential or several | sweep of 10,000 managed (a day without audit); peak traced 10,000 / 1,000 | 24.2 s; 2.23 | 1.2 s; 1.13 |
 | Graph's throttling emulated as a token bucket with its headers; the pacer follows `x-ms-throttle-limit-percentage` | 4 instances on one quota | (not measured: 1 process, fixed window) | 96.4% of the bound, 0.99% throttled |
-| Service Bus senders kept with the process's clients: dependencies built again over the same clients (new settings, and every reset of the benchmark and the tests) each attached a new sender and left the old link open, its keep-alive waking every second | service CPU per warm registration (`make bench`, median of 15) | 22.7–24.2 ms | 18.2–19.3 ms |
-| The same, in the suite: a crash-point run no longer waits for a new link to open (the SDK polls every 50 ms) | the crash-point tests, summed over workers | 691 s | 316 s |
+| Service Bus senders kept with the process's clients: dependencies built again over the same clients (new settings, every reset of the tests) each attached a new sender, waiting for its link to open (the SDK polls every 50 ms), and left the old one open with its keep-alive | the crash-point tests, summed over workers | 691 s | 316 s |
 | Each test marked `long` heads the first share of a worker under `--dist worksteal` (load and the model had run one after the other on one worker) | `make test` wall time | 293.5 s | 164.8–177.9 s |
 
 All together, the same `bench/critical_path.py` on the code at the start of the issue (a git
@@ -469,9 +468,13 @@ worktree), at its last two stops, and on this code:
 |---|---|---|---|---|
 | Warm, a new application: requests (Graph + Key Vault + Storage + Resource Manager) | 8 + 3 + 4 + 1 | 6 + 1 + 3 + 1 | 6 + 1 + 2 + 1 | 6 + 1 + 2 + 1 |
 | Warm: chain to the reply / time to the reply | 9 / 525 ms | 5 / 284 ms | 3 / 178–181 ms | 3 / 172–173 ms |
-| Warm: service CPU per registration (median of 15) | 56.6 ms | 26.4 ms | 22.7–24.2 ms (three runs) | 18.2–19.3 ms (two runs) |
+| Warm: service CPU per registration (median of 15) | 56.6 ms | 26.4 ms | 22.7–24.2 ms (three runs) | 17.1–19.3 ms (four runs) |
 | Converging an existing application: chain / time | 9 / 512 ms | 5 / 288 ms | 5 / 289–293 ms | 5 / 284 ms |
 | A new instance's first registration: chain (tokens included) / time | 13 / 1,286 ms | 6 / 541 ms | 5 / 540–546 ms | 5 / 540–549 ms |
 
-The CPU figures are `time.process_time` of the service's process for the function call.
+The CPU figures are `time.process_time` of the service's process for the function call. They
+move with the machine's state more than with small changes: the previous stop's commit, run in
+a git worktree alternately with this one on the same day, measured 17.6 and 17.2 ms against
+18.2 and 17.1 ms, where that stop's own runs had measured 22.7–24.2 ms. Compare CPU figures
+only from runs made side by side.
 """
