@@ -168,10 +168,13 @@ async def test_a_lock_lost_during_a_slow_registration_gives_one_app_and_one_repl
     assert [r.correlation_id for r in got] == [message_id]
     assert body_of(got[0])["status"] == "succeeded"
     # The second delivery settles too: completed, nothing left, nothing dead-lettered, and
-    # its reply (the same MessageId) dropped by duplicate detection.
+    # its reply (the same MessageId) dropped by duplicate detection. The host counts a
+    # settlement once the SDK's call returns, after the namespace has applied it: both deliveries'
+    # ends are awaited, not only the queue's.
     for _ in range(300):
         state = counts(emulator)[REQUESTS]
-        if (state["active"], state["locked"]) == (0, 0):
+        ended = host.completed + host.locks_lost + host.abandoned
+        if (state["active"], state["locked"]) == (0, 0) and ended == 2:
             break
         await asyncio.sleep(0.1)
     assert (state["active"], state["locked"], state["deadLettered"]) == (0, 0, 0)
