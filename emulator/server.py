@@ -54,8 +54,8 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
 
 async def _client_gone(request: Request, exc: Exception) -> Response:
     """The client closed its connection before its request's body arrived (a cancelled upload):
-    the request is not applied, as Azure applies none it did not receive whole, and there is
-    nobody to answer. Not an error of the emulator's: no traceback."""
+    the request is not applied, and there is nobody to answer. Not an error of the emulator's:
+    no traceback; the request log shows 499."""
     return Response(status_code=499)
 
 
