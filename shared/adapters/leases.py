@@ -2,8 +2,8 @@
 
 A fixed set of empty blobs (``{container}/lease-000`` … ``lease-3ff``, an application's
 chosen by a hash of its uniqueName: shared.domain.stored.lease_name), made once for the
-storage account by a new instance's warm-up, or on first use. A lease is what makes a delivery the only one acting on its application
-(shared.services.exclusive). Every method says what it returns, what it raises and the
+storage account by a new instance's warm-up, or on first use. A lease is what makes a
+delivery the only one acting on its application (shared.services.exclusive). Every method says what it returns, what it raises and the
 storage data action it needs; the built-in role *Storage Blob Data Contributor* on the
 container grants all of them.
 
